@@ -1,0 +1,207 @@
+"""Admin API: a tenant's installs, their config and their secrets.
+
+The tenant comes from the path and is authorized against the token (a tenant admin for
+its own tenant, a platform admin for any). Install ids are looked up within that tenant
+only, so another tenant's install id answers 404 and nothing is changed.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Response
+
+from service.api.deps import CurrentPrincipal, Services, require
+from service.api.schemas import (
+    ConfigOut,
+    ConfigWrite,
+    InstallCreate,
+    InstallOut,
+    InstallPatch,
+    InstallUpgrade,
+    SecretsOut,
+    SecretsWrite,
+    error_responses,
+)
+from service.auth.tokens import TENANT_ID_RE
+from service.authz import AdminAction
+from service.registry import install_config, install_secrets, installs
+
+router = APIRouter(prefix="/api/admin/tenants/{tenant_id}/installs", tags=["admin: installs"])
+
+TenantId = Annotated[str, Path(pattern=TENANT_ID_RE.pattern, max_length=64)]
+InstallId = Annotated[str, Path(min_length=1, max_length=64)]
+_ERR = error_responses(401, 403, 404, 422)
+
+
+@router.get("", response_model=list[InstallOut], summary="List the tenant's installs", responses=_ERR)
+def list_installs(tenant_id: TenantId, services: Services, principal: CurrentPrincipal) -> list[InstallOut]:
+    require(services, principal, AdminAction.INSTALL_READ, tenant_id)
+    with services.db.session() as session:
+        return [InstallOut.of(i) for i in installs.list_installs(session, tenant_id)]
+
+
+@router.post(
+    "",
+    response_model=InstallOut,
+    status_code=201,
+    summary="Install an extension for the tenant",
+    responses=error_responses(401, 403, 404, 409, 422),
+)
+def create_install(
+    tenant_id: TenantId, body: InstallCreate, services: Services, principal: CurrentPrincipal
+) -> InstallOut:
+    require(services, principal, AdminAction.INSTALL_MANAGE, tenant_id)
+    with services.db.session() as session:
+        row = installs.create_install(
+            session,
+            tenant_id,
+            body.extension,
+            version=body.version,
+            granted_capabilities=body.granted_capabilities,
+            egress_allowlist=body.egress_allowlist,
+            enabled=body.enabled,
+        )
+        return InstallOut.of(row)
+
+
+@router.get("/{install_id}", response_model=InstallOut, summary="One install", responses=_ERR)
+def get_install(
+    tenant_id: TenantId, install_id: InstallId, services: Services, principal: CurrentPrincipal
+) -> InstallOut:
+    require(services, principal, AdminAction.INSTALL_READ, tenant_id)
+    with services.db.session() as session:
+        return InstallOut.of(installs.get_install(session, tenant_id, install_id))
+
+
+@router.patch(
+    "/{install_id}", response_model=InstallOut, summary="Change the grant or the egress allowlist", responses=_ERR
+)
+def patch_install(
+    tenant_id: TenantId, install_id: InstallId, body: InstallPatch, services: Services, principal: CurrentPrincipal
+) -> InstallOut:
+    require(services, principal, AdminAction.INSTALL_MANAGE, tenant_id)
+    with services.db.session() as session:
+        row = installs.update_install(
+            session,
+            tenant_id,
+            install_id,
+            granted_capabilities=body.granted_capabilities,
+            egress_allowlist=body.egress_allowlist,
+        )
+        return InstallOut.of(row)
+
+
+@router.delete(
+    "/{install_id}", status_code=204, summary="Uninstall (config and secrets are deleted too)", responses=_ERR
+)
+def remove_install(
+    tenant_id: TenantId, install_id: InstallId, services: Services, principal: CurrentPrincipal
+) -> Response:
+    require(services, principal, AdminAction.INSTALL_MANAGE, tenant_id)
+    with services.db.session() as session:
+        installs.remove_install(session, tenant_id, install_id)
+    return Response(status_code=204)
+
+
+def _set_enabled(
+    tenant_id: str, install_id: str, services: Services, principal: CurrentPrincipal, enabled: bool
+) -> InstallOut:
+    require(services, principal, AdminAction.INSTALL_MANAGE, tenant_id)
+    with services.db.session() as session:
+        return InstallOut.of(installs.set_enabled(session, tenant_id, install_id, enabled))
+
+
+@router.post("/{install_id}/enable", response_model=InstallOut, summary="Enable", responses=_ERR)
+def enable(tenant_id: TenantId, install_id: InstallId, services: Services, principal: CurrentPrincipal) -> InstallOut:
+    return _set_enabled(tenant_id, install_id, services, principal, True)
+
+
+@router.post("/{install_id}/disable", response_model=InstallOut, summary="Disable", responses=_ERR)
+def disable(tenant_id: TenantId, install_id: InstallId, services: Services, principal: CurrentPrincipal) -> InstallOut:
+    return _set_enabled(tenant_id, install_id, services, principal, False)
+
+
+@router.post(
+    "/{install_id}/upgrade",
+    response_model=InstallOut,
+    summary="Move to another version (re-approval when it asks for more capabilities)",
+    responses=error_responses(401, 403, 404, 409, 422),
+)
+def upgrade(
+    tenant_id: TenantId, install_id: InstallId, body: InstallUpgrade, services: Services, principal: CurrentPrincipal
+) -> InstallOut:
+    require(services, principal, AdminAction.INSTALL_MANAGE, tenant_id)
+    with services.db.session() as session:
+        row = installs.upgrade_install(
+            session, tenant_id, install_id, to_version=body.version, approved_capabilities=body.approved_capabilities
+        )
+        return InstallOut.of(row)
+
+
+@router.get("/{install_id}/config", response_model=ConfigOut, summary="Current config and its version", responses=_ERR)
+def get_config(
+    tenant_id: TenantId, install_id: InstallId, services: Services, principal: CurrentPrincipal
+) -> ConfigOut:
+    require(services, principal, AdminAction.INSTALL_READ, tenant_id)
+    with services.db.session() as session:
+        return ConfigOut.of(install_id, install_config.get_config(session, tenant_id, install_id))
+
+
+@router.put(
+    "/{install_id}/config",
+    response_model=ConfigOut,
+    summary="Replace the config (new version id)",
+    responses=error_responses(401, 403, 404, 409, 422),
+)
+def put_config(
+    tenant_id: TenantId, install_id: InstallId, body: ConfigWrite, services: Services, principal: CurrentPrincipal
+) -> ConfigOut:
+    require(services, principal, AdminAction.CONFIG_WRITE, tenant_id)
+    row = install_config.set_config(
+        services.db, tenant_id, install_id, body.values, expected_version=body.expected_version
+    )
+    return ConfigOut.of(install_id, row)
+
+
+@router.get(
+    "/{install_id}/secrets",
+    response_model=SecretsOut,
+    summary="Secret key names and version (values are never returned)",
+    responses=_ERR,
+)
+def get_secrets(
+    tenant_id: TenantId, install_id: InstallId, services: Services, principal: CurrentPrincipal
+) -> SecretsOut:
+    require(services, principal, AdminAction.INSTALL_READ, tenant_id)
+    with services.db.session() as session:
+        return SecretsOut.of(install_id, install_secrets.get_secrets_meta(session, tenant_id, install_id))
+
+
+@router.patch(
+    "/{install_id}/secrets",
+    response_model=SecretsOut,
+    summary="Merge secrets (null deletes a key); sealed, new version id",
+    responses=error_responses(401, 403, 404, 409, 422),
+)
+def patch_secrets(
+    tenant_id: TenantId, install_id: InstallId, body: SecretsWrite, services: Services, principal: CurrentPrincipal
+) -> SecretsOut:
+    require(services, principal, AdminAction.SECRETS_WRITE, tenant_id)
+    kwargs = {"expires_at": body.expires_at} if "expires_at" in body.model_fields_set else {}
+    row = install_secrets.set_secrets(services.db, services.keyring, tenant_id, install_id, body.secrets, **kwargs)
+    return SecretsOut.of(install_id, row)
+
+
+@router.post(
+    "/{install_id}/secrets/rotate",
+    response_model=SecretsOut,
+    summary="Re-seal with the newest key (new version id)",
+    responses=_ERR,
+)
+def rotate_secrets(
+    tenant_id: TenantId, install_id: InstallId, services: Services, principal: CurrentPrincipal
+) -> SecretsOut:
+    require(services, principal, AdminAction.SECRETS_WRITE, tenant_id)
+    row = install_secrets.rotate_secrets(services.db, services.keyring, tenant_id, install_id)
+    return SecretsOut.of(install_id, row)

@@ -1,0 +1,51 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, Response
+
+from service.api import admin_extensions, admin_installs, health
+from service.api.errors import install_error_handlers
+from service.container import ServiceContainer, build_container
+from service.settings import Settings
+
+API_TITLE = "extgate"
+API_VERSION = "0.1.0"
+
+
+def create_app(settings: Settings | None = None, *, container: ServiceContainer | None = None) -> FastAPI:
+    services = container or build_container(settings or Settings())
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            services.close()
+
+    app = FastAPI(
+        title=API_TITLE,
+        version=API_VERSION,
+        description="Policy-as-code gateway, audit and sandboxed runner for multi-tenant WebAssembly extensions.",
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    install_error_handlers(app)
+
+    @app.middleware("http")
+    async def request_id(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        # Our own id: a client-supplied x-request-id is not trusted as an audit key.
+        rid = uuid.uuid4().hex
+        request.state.request_id = rid
+        response = await call_next(request)
+        response.headers["x-request-id"] = rid
+        return response
+
+    app.include_router(health.router)
+    app.include_router(admin_extensions.router)
+    app.include_router(admin_installs.router)
+    return app

@@ -1,0 +1,1 @@
+"""The `extgate` command line."""

@@ -1,0 +1,67 @@
+"""The service's long-lived objects, built once per process from settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from runner.contract.bundle_store import LocalBundleStore
+from runner.contract.envelope import Keyring
+from service.auth.tokens import TokenVerifier
+from service.authz import Authorizer, RoleAuthorizer
+from service.db import Database, create_database
+from service.db.migrate import upgrade
+from service.registry.publishing import ComponentValidator, SignaturePolicy
+from service.registry.signing import parse_trusted_keys
+from service.settings import Settings
+
+
+@dataclass
+class ServiceContainer:
+    settings: Settings
+    db: Database
+    bundle_store: LocalBundleStore
+    verifier: TokenVerifier
+    keyring: Keyring
+    authorizer: Authorizer
+    signature_policy: SignaturePolicy
+    validate_component: ComponentValidator | None
+    audit: Any | None = None
+    policy: Any | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def close(self) -> None:
+        self.db.dispose()
+
+
+def default_component_validator(settings: Settings) -> ComponentValidator:
+    """Validate and precompile in a subprocess (compilation peaks at ~350 MB RSS)."""
+    from runner import compiler
+
+    def validate(component: bytes, content_hash: str) -> None:
+        compiler.validate_and_precompile(component, content_hash, settings.data_dir)
+
+    return validate
+
+
+def build_container(
+    settings: Settings,
+    *,
+    auto_migrate: bool | None = None,
+    validate_component: ComponentValidator | None | str = "default",
+) -> ServiceContainer:
+    db = create_database(settings.effective_database_url)
+    if auto_migrate if auto_migrate is not None else settings.is_embedded_database:
+        upgrade(db.engine)
+    trusted = parse_trusted_keys(settings.trusted_publisher_keys) if settings.trusted_publisher_keys else {}
+    validator = default_component_validator(settings) if validate_component == "default" else validate_component
+    return ServiceContainer(
+        settings=settings,
+        db=db,
+        bundle_store=LocalBundleStore(settings.bundle_dir),
+        verifier=TokenVerifier(settings),
+        keyring=settings.keyring,
+        authorizer=RoleAuthorizer(),
+        signature_policy=SignaturePolicy(trusted_keys=trusted, require_signed=settings.require_signed_bundles),
+        validate_component=validator,  # type: ignore[arg-type]
+    )

@@ -1,0 +1,119 @@
+"""Service settings: `EXTGATE_*` environment variables with embedded defaults.
+
+With nothing configured, everything lives under one data directory: the SQLite database,
+the content-addressed bundle store, dev keys (created 0600 on first run). Setting
+`EXTGATE_DATABASE_URL`, `EXTGATE_REDIS_URL` or `EXTGATE_RUNNER_URL` moves that concern
+to a production backend.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from runner.contract.envelope import Keyring, load_or_create_dev_keyring
+
+
+def read_or_create_secret_file(path: Path, nbytes: int = 32) -> str:
+    """A random url-safe token stored 0600; created once, then reused."""
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(nbytes)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process won the race; use its value
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as fh:
+        fh.write(value + "\n")
+    return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="EXTGATE_", extra="ignore")
+
+    data_dir: Path = Path(".extgate")
+    database_url: str | None = None
+    redis_url: str | None = None
+    runner_url: str | None = Field(default=None, description="comma-separated runner base URLs")
+    runner_token: str | None = None
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    # Authentication
+    jwt_hs256_secret: str | None = None
+    jwt_public_keys: str | None = Field(
+        default=None, description="comma-separated PEM files (EdDSA or RS256 public keys)"
+    )
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    jwt_leeway_seconds: int = 30
+    allow_hs256: bool | None = Field(
+        default=None, description="accept HS256 tokens; default: only when no public keys are configured"
+    )
+
+    # Secrets sealing
+    secret_keys: str | None = Field(default=None, description="keyring: KEY_ID:BASE64,... first seals")
+
+    # Bundles
+    require_signed_bundles: bool = False
+    trusted_publisher_keys: str | None = Field(default=None, description="KEY_ID:BASE64_ED25519_PUBKEY,...")
+    max_bundle_bytes: int = 64 * 1024 * 1024
+
+    # Policies
+    policy_dir: Path = Path("policies")
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    # Derived locations -------------------------------------------------------
+    @property
+    def keys_dir(self) -> Path:
+        return self.data_dir / "keys"
+
+    @property
+    def bundle_dir(self) -> Path:
+        return self.data_dir / "bundles"
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'extgate.db'}"
+
+    @property
+    def is_embedded_database(self) -> bool:
+        return self.database_url is None
+
+    @property
+    def runner_urls(self) -> list[str]:
+        return [u.strip().rstrip("/") for u in (self.runner_url or "").split(",") if u.strip()]
+
+    # Dev keys: generated on first embedded run, never in production config ------
+    @cached_property
+    def keyring(self) -> Keyring:
+        if self.secret_keys:
+            return Keyring.from_spec(self.secret_keys)
+        return load_or_create_dev_keyring(self.keys_dir / "secret-keys")
+
+    @cached_property
+    def effective_jwt_hs256_secret(self) -> str | None:
+        if self.jwt_hs256_secret:
+            return self.jwt_hs256_secret
+        if self.jwt_public_keys:
+            return None
+        return read_or_create_secret_file(self.keys_dir / "jwt-hs256", 48)
+
+    @cached_property
+    def effective_runner_token(self) -> str:
+        return self.runner_token or read_or_create_secret_file(self.keys_dir / "runner-token")
+
+
+def load_settings(**overrides: object) -> Settings:
+    return Settings(**overrides)  # type: ignore[arg-type]

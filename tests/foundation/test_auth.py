@@ -1,0 +1,91 @@
+import base64
+import json
+import time
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from service.auth.tokens import AuthenticationError, TokenVerifier, mint_dev_token
+from service.settings import Settings
+
+
+@pytest.fixture
+def settings(tmp_path):
+    return Settings(data_dir=tmp_path)
+
+
+def test_dev_token_round_trip(settings):
+    tok = mint_dev_token(settings, tenant="acme", subject="u1", roles=["editor", "viewer"], email="a@b.c")
+    p = TokenVerifier(settings).verify(tok)
+    assert (p.tenant, p.subject, p.roles, p.email) == ("acme", "u1", frozenset({"editor", "viewer"}), "a@b.c")
+
+
+def test_dev_secret_file_is_private_and_stable(settings):
+    first = settings.effective_jwt_hs256_secret
+    assert (settings.keys_dir / "jwt-hs256").stat().st_mode & 0o777 == 0o600
+    assert Settings(data_dir=settings.data_dir).effective_jwt_hs256_secret == first
+
+
+def _claims(**kw):
+    return {"sub": "u1", "tenant": "acme", "roles": ["admin"], "exp": int(time.time()) + 60} | kw
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        _claims(exp=int(time.time()) - 3600),  # expired
+        {k: v for k, v in _claims().items() if k != "exp"},  # no exp
+        {k: v for k, v in _claims().items() if k != "tenant"},  # no tenant
+        _claims(tenant="../other"),  # malformed tenant
+        _claims(tenant=""),
+        _claims(roles="x" * 10, sub=""),
+        _claims(roles=[1, 2]),
+    ],
+)
+def test_bad_claims_rejected(settings, claims):
+    tok = jwt.encode(claims, settings.effective_jwt_hs256_secret, algorithm="HS256")
+    with pytest.raises(AuthenticationError):
+        TokenVerifier(settings).verify(tok)
+
+
+def test_forged_signature_rejected(settings):
+    tok = jwt.encode(_claims(), "not-the-secret-not-the-secret-xx", algorithm="HS256")
+    with pytest.raises(AuthenticationError):
+        TokenVerifier(settings).verify(tok)
+
+
+def test_alg_none_rejected(settings):
+    header = base64.urlsafe_b64encode(json.dumps({"alg": "none", "typ": "JWT"}).encode()).rstrip(b"=")
+    body = base64.urlsafe_b64encode(json.dumps(_claims()).encode()).rstrip(b"=")
+    with pytest.raises(AuthenticationError):
+        TokenVerifier(settings).verify((header + b"." + body + b".").decode())
+
+
+@pytest.mark.parametrize("raw", ["", "garbage", "a.b.c", "x" * 9000])
+def test_malformed_and_oversized_rejected(settings, raw):
+    with pytest.raises(AuthenticationError):
+        TokenVerifier(settings).verify(raw)
+
+
+def test_unknown_roles_are_dropped_not_trusted(settings):
+    tok = jwt.encode(_claims(roles=["superuser", "viewer"]), settings.effective_jwt_hs256_secret, algorithm="HS256")
+    assert TokenVerifier(settings).verify(tok).roles == frozenset({"viewer"})
+
+
+def test_eddsa_public_keys_and_hs256_off_by_default(tmp_path):
+    private = Ed25519PrivateKey.generate()
+    pem = tmp_path / "idp.pem"
+    pem.write_bytes(private.public_key().public_bytes(serialization.Encoding.PEM,
+                                                      serialization.PublicFormat.SubjectPublicKeyInfo))
+    settings = Settings(data_dir=tmp_path, jwt_public_keys=str(pem), jwt_issuer="https://idp")
+    verifier = TokenVerifier(settings)
+    good = jwt.encode(_claims(iss="https://idp"), private, algorithm="EdDSA")
+    assert verifier.verify(good).tenant == "acme"
+    with pytest.raises(AuthenticationError):  # wrong issuer
+        verifier.verify(jwt.encode(_claims(iss="https://evil"), private, algorithm="EdDSA"))
+    with pytest.raises(AuthenticationError):  # HS256 not accepted once public keys are configured
+        verifier.verify(jwt.encode(_claims(iss="https://idp"), "s" * 40, algorithm="HS256"))
+    with pytest.raises(ValueError):
+        mint_dev_token(settings, tenant="acme", subject="u", roles=["viewer"])
