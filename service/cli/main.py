@@ -96,5 +96,63 @@ def token(
     emit({"token": value, "tenant": tenant, "sub": user, "roles": sorted(set(role)), "expires_in": ttl})
 
 
+openapi_app = typer.Typer(help="The OpenAPI document.", no_args_is_help=True)
+app.add_typer(openapi_app, name="openapi")
+
+
+@openapi_app.command("export")
+def openapi_export(
+    out: Annotated[str | None, typer.Option(help="file to write (default openapi/openapi.json); - for stdout")] = None,
+    check: Annotated[bool, typer.Option(help="exit 1 if the file differs from the generated document")] = False,
+) -> None:
+    """Write (or --check) the OpenAPI document generated from the app."""
+    from pathlib import Path
+
+    from service.openapi_doc import DEFAULT_PATH, generate, render
+
+    text = render(generate())
+    if out == "-":
+        typer.echo(text, nl=False)
+        return
+    path = Path(out) if out else DEFAULT_PATH
+    if check:
+        if not path.exists() or path.read_text() != text:
+            fail("openapi_drift", f"{path} is out of date: run `extgate openapi export`", 1)
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    emit({"written": str(path), "paths": len(generate()["paths"])})
+
+
+demo_app = typer.Typer(help="The newcomer demo (make run).", no_args_is_help=True)
+app.add_typer(demo_app, name="demo")
+
+
+@demo_app.command("setup")
+def demo_setup() -> None:
+    """Publish and install the demo extension for tenant `demo`; prints ids and dev tokens as JSON."""
+    from service.cli.common import services
+    from service.demo import demo_json, prepare_demo
+
+    with services() as c:
+        typer.echo(demo_json(prepare_demo(c)))
+
+
+@demo_app.command("serve")
+def demo_serve(
+    host: Annotated[str | None, typer.Option()] = None,
+    port: Annotated[int | None, typer.Option()] = None,
+) -> None:
+    """Set up the demo, print tokens and example calls, then serve."""
+    from service.cli.common import services
+    from service.demo import describe, prepare_demo
+
+    settings = Settings()
+    with services() as c:
+        info = prepare_demo(c)
+    typer.echo(describe(info, f"http://{host or settings.host}:{port or settings.port}"))
+    serve(host=host, port=port, workers=1)
+
+
 if __name__ == "__main__":
     app()

@@ -77,8 +77,9 @@ def test_unknown_roles_are_dropped_not_trusted(settings):
 def test_eddsa_public_keys_and_hs256_off_by_default(tmp_path):
     private = Ed25519PrivateKey.generate()
     pem = tmp_path / "idp.pem"
-    pem.write_bytes(private.public_key().public_bytes(serialization.Encoding.PEM,
-                                                      serialization.PublicFormat.SubjectPublicKeyInfo))
+    pem.write_bytes(
+        private.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
     settings = Settings(data_dir=tmp_path, jwt_public_keys=str(pem), jwt_issuer="https://idp")
     verifier = TokenVerifier(settings)
     good = jwt.encode(_claims(iss="https://idp"), private, algorithm="EdDSA")

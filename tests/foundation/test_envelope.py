@@ -70,8 +70,16 @@ def test_tampered_ciphertext_refused():
         open_envelope(bad, keyring=ring, tenant_id="t1", install_id="i1")
 
 
-@pytest.mark.parametrize("spec", ["", "nokey", "k1:notbase64!!", "k1:" + base64.b64encode(b"short").decode(),
-                                  "k1:{0},k1:{0}".format(base64.b64encode(b"x" * 32).decode())])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "",
+        "nokey",
+        "k1:notbase64!!",
+        "k1:" + base64.b64encode(b"short").decode(),
+        "k1:{0},k1:{0}".format(base64.b64encode(b"x" * 32).decode()),
+    ],
+)
 def test_bad_keyring_specs(spec):
     with pytest.raises(ValueError):
         Keyring.from_spec(spec)

@@ -23,8 +23,9 @@ def c(tmp_path, database_url):
 
 def publish(c, root, doc=None, component=COMPONENT_HEADER, signature=None):
     bundle = load_bundle_path(write_bundle(root, doc, component))
-    return publishing.publish_bundle(c.db, c.bundle_store, bundle, signature=signature,
-                                     signature_policy=c.signature_policy, validate_component=None)
+    return publishing.publish_bundle(
+        c.db, c.bundle_store, bundle, signature=signature, signature_policy=c.signature_policy, validate_component=None
+    )
 
 
 @pytest.fixture
@@ -53,8 +54,9 @@ def test_validator_rejection_stores_nothing(c, tmp_path):
 
     bundle = load_bundle_path(write_bundle(tmp_path / "b"))
     with pytest.raises(InvalidInput):
-        publishing.publish_bundle(c.db, c.bundle_store, bundle, signature=None,
-                                  signature_policy=c.signature_policy, validate_component=reject)
+        publishing.publish_bundle(
+            c.db, c.bundle_store, bundle, signature=None, signature_policy=c.signature_policy, validate_component=reject
+        )
     with c.db.session() as s:
         assert list(s.exec(select(Extension))) == []
     assert not c.bundle_store.has(bundle.content_hash)
@@ -62,8 +64,9 @@ def test_validator_rejection_stores_nothing(c, tmp_path):
 
 def test_signatures_required_and_verified(tmp_path, database_url):
     private_b64, public_b64 = generate_keypair()
-    c = make_container(tmp_path, database_url, require_signed_bundles=True,
-                       trusted_publisher_keys=f"acme-2026:{public_b64}")
+    c = make_container(
+        tmp_path, database_url, require_signed_bundles=True, trusted_publisher_keys=f"acme-2026:{public_b64}"
+    )
     try:
         with pytest.raises(InvalidInput) as err:
             publish(c, tmp_path / "u")
@@ -72,6 +75,7 @@ def test_signatures_required_and_verified(tmp_path, database_url):
         import base64
 
         from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
         key = Ed25519PrivateKey.from_private_bytes(base64.b64decode(private_b64))
         good = sign_content_hash(bundle.content_hash, key)
         other = sign_content_hash("sha256:" + "0" * 64, key)
@@ -94,10 +98,12 @@ def test_latest_version_by_semver(c, tmp_path):
 
 # installs ------------------------------------------------------------------------------
 
+
 def _install(c, tenant="t1", caps=("cap:secrets.get",), **kw):
     with c.db.session() as s:
-        return installs.create_install(s, tenant, "acme.com.acme.tickets", version=None,
-                                       granted_capabilities=caps, **kw)
+        return installs.create_install(
+            s, tenant, "acme.com.acme.tickets", version=None, granted_capabilities=caps, **kw
+        )
 
 
 def test_grant_must_be_declared_and_known(c, published):
@@ -149,9 +155,8 @@ def test_disabled_install_is_not_active(c, published):
 def test_upgrade_requesting_more_needs_approval(c, tmp_path, published):
     row = _install(c, caps=["cap:secrets.get", "cap:storage.kv"])
     publish(c, tmp_path / "v2", manifest(version="2.0.0", capabilities=["cap:secrets.get", "cap:http.fetch"]))
-    with c.db.session() as s:
-        with pytest.raises(Conflict) as err:
-            installs.upgrade_install(s, "t1", row.id, to_version="2.0.0")
+    with c.db.session() as s, pytest.raises(Conflict) as err:
+        installs.upgrade_install(s, "t1", row.id, to_version="2.0.0")
     assert err.value.code == "capabilities_approval_required"
     assert err.value.detail["requested"] == ["cap:http.fetch"]
     with c.db.session() as s:
@@ -159,8 +164,9 @@ def test_upgrade_requesting_more_needs_approval(c, tmp_path, published):
         with pytest.raises(InvalidInput):  # approval cannot exceed what the target declares
             installs.upgrade_install(s, "t1", row.id, to_version="2.0.0", approved_capabilities=["cap:storage.kv"])
     with c.db.session() as s:
-        up = installs.upgrade_install(s, "t1", row.id, to_version="2.0.0",
-                                      approved_capabilities=["cap:http.fetch", "cap:secrets.get"])
+        up = installs.upgrade_install(
+            s, "t1", row.id, to_version="2.0.0", approved_capabilities=["cap:http.fetch", "cap:secrets.get"]
+        )
         assert up.granted_capabilities == ["cap:http.fetch", "cap:secrets.get"]
 
 
@@ -182,6 +188,7 @@ def test_remove_deletes_config_and_secrets(c, published):
 
 
 # config ----------------------------------------------------------------------------------
+
 
 def test_config_replace_bumps_version(c, published):
     row = _install(c)
@@ -225,11 +232,13 @@ def test_concurrent_cas_config_writes_one_winner(c, published):
 
 # secrets ---------------------------------------------------------------------------------
 
+
 def _open(c, tenant, install_id):
     with c.db.session() as s:
         row = s.get(InstallSecrets, install_id)
-        return open_envelope(SecretEnvelope.model_validate(row.envelope), keyring=c.keyring, tenant_id=tenant,
-                             install_id=install_id)
+        return open_envelope(
+            SecretEnvelope.model_validate(row.envelope), keyring=c.keyring, tenant_id=tenant, install_id=install_id
+        )
 
 
 def test_secrets_merge_delete_and_key_names_only(c, published):

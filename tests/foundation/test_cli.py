@@ -1,0 +1,104 @@
+"""The CLI end to end on the embedded default (a fresh data directory)."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from service.cli.main import app
+from service.registry.bundles import pack_directory
+from tests.support import manifest, write_bundle
+
+
+@pytest.fixture
+def run(tmp_path, monkeypatch):
+    monkeypatch.setenv("EXTGATE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delenv("EXTGATE_DATABASE_URL", raising=False)
+    runner = CliRunner()
+
+    def _run(*args, input=None, ok=True):
+        result = runner.invoke(app, list(args), input=input)
+        if ok:
+            assert result.exit_code == 0, (result.output, result.stderr if hasattr(result, "stderr") else "")
+        return result
+
+    return _run
+
+
+def _json(result):
+    return json.loads(result.stdout)
+
+
+def test_newcomer_flow(run, tmp_path, monkeypatch):
+    # The component validator compiles real components; this bundle has a header-only one.
+    monkeypatch.setattr("service.container.default_component_validator", lambda settings: None)
+    bundle = write_bundle(tmp_path / "b")
+    pub = _json(run("ext", "publish", str(bundle)))
+    assert pub["created"] and pub["content_hash"].startswith("sha256:")
+    inst = _json(
+        run(
+            "install",
+            "create",
+            "--tenant",
+            "acme",
+            "acme.com.acme.tickets",
+            "--grant-declared",
+            "--egress",
+            "api.example.com",
+        )
+    )
+    assert inst["granted_capabilities"] == ["cap:secrets.get", "cap:storage.kv"]
+    cfg = _json(run("install", "config", "set", "--tenant", "acme", inst["id"], "region=eu", "tier=gold"))
+    assert cfg["values"] == {"region": "eu", "tier": "gold"}
+    sec = run(
+        "install",
+        "secrets",
+        "set",
+        "--tenant",
+        "acme",
+        inst["id"],
+        "--from-json",
+        "-",
+        input=json.dumps({"api-key": "s3cr3t-value"}),
+    )
+    assert "s3cr3t-value" not in sec.output and _json(sec)["key_names"] == ["api-key"]
+    rot = _json(run("install", "secrets", "rotate", "--tenant", "acme", inst["id"]))
+    assert rot["version"] != _json(sec)["version"]
+    assert _json(run("install", "list", "--tenant", "acme"))[0]["id"] == inst["id"]
+    assert _json(run("install", "disable", "--tenant", "acme", inst["id"]))["status"] == "disabled"
+    assert _json(run("install", "list", "--tenant", "other")) == []
+    assert _json(run("install", "remove", "--tenant", "acme", inst["id"])) == {"removed": inst["id"]}
+
+
+def test_errors_are_json_with_nonzero_exit(run, tmp_path, monkeypatch):
+    monkeypatch.setattr("service.container.default_component_validator", lambda settings: None)
+    bad = write_bundle(tmp_path / "bad", manifest(name="NotReverseDomain", version="1"))
+    result = run("ext", "publish", str(bad), ok=False)
+    assert result.exit_code == 1
+    err = json.loads(result.stderr)
+    assert err["error"] == "manifest_invalid"
+    assert {e["path"] for e in err["detail"]["errors"]} >= {"name", "version"}
+    result = run("install", "create", "--tenant", "acme", "no.such", ok=False)
+    assert result.exit_code == 1 and json.loads(result.stderr)["error"] == "extension_not_found"
+
+
+def test_token_and_db_verbs(run):
+    tok = _json(run("token", "--tenant", "acme", "--user", "alice", "--role", "admin", "--role", "viewer"))
+    assert tok["roles"] == ["admin", "viewer"] and tok["token"].count(".") == 2
+    bad = run("token", "--tenant", "acme", "--user", "alice", "--role", "root", ok=False)
+    assert bad.exit_code == 2
+    up = _json(run("db", "upgrade"))
+    cur = _json(run("db", "current"))
+    assert up["revision"] == cur["head"] == cur["current"]
+
+
+def test_sign_and_publish_signed(run, tmp_path, monkeypatch):
+    monkeypatch.setattr("service.container.default_component_validator", lambda settings: None)
+    keys = _json(run("ext", "keygen", "--out", str(tmp_path / "pub.key")))
+    archive = tmp_path / "b.tar.zst"
+    archive.write_bytes(pack_directory(write_bundle(tmp_path / "b")))
+    sig = _json(run("ext", "sign", str(archive), "--key", str(tmp_path / "pub.key")))
+    monkeypatch.setenv("EXTGATE_REQUIRE_SIGNED_BUNDLES", "1")
+    monkeypatch.setenv("EXTGATE_TRUSTED_PUBLISHER_KEYS", "me:" + keys["public_key"])
+    assert json.loads(run("ext", "publish", str(archive), ok=False).stderr)["error"] == "signature_required"
+    assert _json(run("ext", "publish", str(archive), "--signature", sig["signature"]))["signer_key_id"] == "me"
