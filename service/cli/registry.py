@@ -18,7 +18,7 @@ from runner.contract.bundle_store import content_hash_of
 from service.api.schemas import ConfigOut, InstallOut, SecretsOut
 from service.cli.common import EXIT_USAGE, emit, fail, read_json_arg, services
 from service.registry import install_config, install_secrets, installs, publishing
-from service.registry.bundles import BundleError, BundleLimits, load_bundle_path
+from service.registry.bundles import BundleError, BundleLimits, load_bundle_path, pack_directory
 from service.registry.signing import generate_keypair, sign_content_hash
 
 ext_app = typer.Typer(help="Publish and inspect extensions.", no_args_is_help=True)
@@ -94,11 +94,13 @@ def ext_keygen(
 
 @ext_app.command("sign")
 def ext_sign(
-    archive: Annotated[Path, typer.Argument(help="the .tar.zst/.tar.gz archive to be published")],
+    archive: Annotated[Path, typer.Argument(help="the bundle directory or .tar.zst/.tar.gz archive to be published")],
     key: Annotated[Path, typer.Option(help="private key file from `extgate ext keygen`")],
 ) -> None:
     """Sign an archive's content hash; prints the signature for `ext publish --signature`."""
-    content_hash = content_hash_of(archive.read_bytes())
+    # A directory is published as its deterministic .tar.zst, so sign that archive's hash.
+    data = pack_directory(archive) if archive.is_dir() else archive.read_bytes()
+    content_hash = content_hash_of(data)
     private = Ed25519PrivateKey.from_private_bytes(base64.b64decode(key.read_text().strip()))
     emit({"content_hash": content_hash, "signature": sign_content_hash(content_hash, private)})
 

@@ -1,0 +1,1 @@
+"""Extension registry: Manifest v2 validation, bundle loading and publisher signatures."""
