@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Request
+from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from service.api.deps import CurrentPrincipal, Services, require
@@ -85,7 +86,7 @@ async def publish(
     services: Services,
     principal: CurrentPrincipal,
     x_bundle_signature: Annotated[str | None, Header(max_length=200)] = None,
-) -> PublishOut:
+) -> JSONResponse:
     require(services, principal, AdminAction.EXTENSION_PUBLISH, None)
     limits = BundleLimits(max_archive_bytes=services.settings.max_bundle_bytes)
     data = await read_capped_body(request, limits.max_archive_bytes)
@@ -104,12 +105,8 @@ async def publish(
         signature_policy=services.signature_policy,
         validate_component=services.validate_component,
     )
-    from fastapi.responses import JSONResponse
-
-    return JSONResponse(
-        PublishOut(**result.as_dict()).model_dump(mode="json"),  # type: ignore[return-value]
-        status_code=201 if result.created else 200,
-    )
+    body = PublishOut.model_validate(result.as_dict()).model_dump(mode="json")
+    return JSONResponse(body, status_code=201 if result.created else 200)
 
 
 @router.get(

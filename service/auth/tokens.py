@@ -70,11 +70,11 @@ class TokenVerifier:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:
             raise AuthenticationError("malformed token") from exc
-        alg = header.get("alg")
+        alg = str(header.get("alg"))
         candidates = [key for key_alg, key in self._keys if key_alg == alg]
         if not candidates:
             raise AuthenticationError(f"algorithm {alg!r} not accepted")
-        options = {"require": ["exp", "sub", "tenant"]}
+        options: Any = {"require": ["exp", "sub", "tenant"]}
         last: Exception | None = None
         for key in candidates:
             try:

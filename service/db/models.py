@@ -24,7 +24,7 @@ def utcnow() -> datetime:
 
 
 def _ts(**kw: Any) -> Any:
-    return Field(default_factory=utcnow, sa_type=DateTime(timezone=True), **kw)  # type: ignore[call-overload]
+    return Field(default_factory=utcnow, sa_type=DateTime(timezone=True), **kw)
 
 
 class Extension(SQLModel, table=True):
@@ -106,6 +106,6 @@ class InstallSecrets(SQLModel, table=True):
     key_names: list[str] = Field(sa_column=Column(JSON, nullable=False))
     version: str = Field(default_factory=new_id, max_length=36)
     key_id: str = Field(max_length=64)
-    expires_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))  # type: ignore[call-overload]
+    expires_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
     revision: int = 1
     updated_at: datetime = _ts()

@@ -83,7 +83,7 @@ def get_install(session: Session, tenant_id: str, install_id: str) -> Install:
 
 
 def list_installs(session: Session, tenant_id: str) -> list[Install]:
-    return list(session.exec(select(Install).where(Install.tenant_id == tenant_id).order_by(Install.created_at)))
+    return list(session.exec(select(Install).where(Install.tenant_id == tenant_id).order_by(Install.created_at)))  # type: ignore[arg-type]
 
 
 def create_install(

@@ -204,7 +204,7 @@ def semver_key(version: str) -> tuple[int, int, int, int, tuple[tuple[int, int |
     main, dash, pre = core.partition("-")
     major, minor, patch = (int(p) for p in main.split("."))
     pre_key = tuple((0, int(p)) if p.isdigit() else (1, p) for p in pre.split(".")) if dash else ()
-    return (major, minor, patch, 0 if dash else 1, pre_key)  # type: ignore[return-value]
+    return (major, minor, patch, 0 if dash else 1, pre_key)
 
 
 def list_extensions(session: Session) -> list[tuple[Extension, list[ExtensionVersion]]]:
