@@ -36,10 +36,16 @@ class ServiceContainer:
 
 def default_component_validator(settings: Settings) -> ComponentValidator:
     """Validate and precompile in a subprocess (compilation peaks at ~350 MB RSS)."""
-    from runner import compiler
+    from runner.compiler import CompileFailedError, ComponentRejectedError, compile_component
+    from service.errors import InvalidInput
 
     def validate(component: bytes, content_hash: str) -> None:
-        compiler.validate_and_precompile(component, content_hash, settings.data_dir)
+        try:
+            compile_component(component, settings.data_dir / "compiled", content_hash=content_hash)
+        except ComponentRejectedError as exc:
+            raise InvalidInput(str(exc), code="component_rejected") from exc
+        except CompileFailedError as exc:
+            raise InvalidInput(str(exc), code="component_invalid") from exc
 
     return validate
 

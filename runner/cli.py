@@ -1,0 +1,51 @@
+"""`extgate runner …` commands (also `python -m runner …`)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(help="The extgate WebAssembly runner.", no_args_is_help=True)
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address (EXTGATE_RUNNER_HOST)")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (EXTGATE_RUNNER_PORT)")] = None,
+    processes: Annotated[int | None, typer.Option(help="Worker processes (EXTGATE_RUNNER_PROCESSES)")] = None,
+) -> None:
+    """Serve POST /v1/execute and GET /healthz."""
+    import uvicorn
+
+    from runner.settings import RunnerSettings
+
+    settings = RunnerSettings()
+    settings.service_token()  # create the credential file before workers race for it
+    settings.keyring()
+    uvicorn.run("runner.transport.app:create_app_from_env", factory=True,
+                host=host or settings.runner_host, port=port or settings.runner_port,
+                workers=processes or settings.runner_processes, log_level="info")
+
+
+@app.command()
+def compile(
+    wasm: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="component .wasm")],
+    content_hash: Annotated[str | None, typer.Option(help="bundle content hash (default: sha256 of the wasm)")] = None,
+) -> None:
+    """Validate and precompile a component into the compiled-artifact cache."""
+    from runner.compiler import ComponentRejectedError, compile_component
+    from runner.engine import EngineOptions
+    from runner.settings import RunnerSettings
+
+    settings = RunnerSettings()
+    try:
+        report = compile_component(wasm, settings.compiled_dir, content_hash=content_hash,
+                                   options=EngineOptions(consume_fuel=settings.runner_fuel))
+    except ComponentRejectedError as exc:
+        typer.echo(f"rejected: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(json.dumps(asdict(report), indent=2))

@@ -1,0 +1,115 @@
+"""Runner settings (environment variables prefixed `EXTGATE_`).
+
+Everything has a laptop default under `EXTGATE_DATA_DIR` (`./.extgate`): the dev keyring
+(`keys/secret-keys`), the service credential (`keys/runner-token`), bundles and compiled
+artifacts, and a SQLite database for the KV store.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets as _secrets
+from pathlib import Path
+
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from runner.contract.envelope import Keyring, load_or_create_dev_keyring
+
+MIB = 1024 * 1024
+# wasmtime refuses a single guest→host list<u8> above ~2,796,202 bytes (hostcall fuel);
+# every guest→host cap must stay below this.
+WASMTIME_HOSTCALL_LIST_LIMIT = 2_796_202
+
+
+class RunnerSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="EXTGATE_", extra="ignore")
+
+    data_dir: Path = Path("./.extgate")
+    runner_token: SecretStr | None = None
+    secret_keys: SecretStr | None = None
+    database_url: str | None = None
+    # Create the KV table at startup (default: only for the SQLite embedded default;
+    # production schemas are managed by migrations).
+    runner_create_tables: bool | None = None
+    runner_compiled_dir: Path | None = None  # default {data_dir}/compiled
+
+    runner_host: str = "127.0.0.1"
+    runner_port: int = 8080
+    runner_processes: int = 1
+    runner_threads: int = 2
+    runner_queue_size: int = 64
+
+    # engine
+    runner_fuel: bool = False
+    runner_component_cache_size: int = 32
+
+    # per-request limits (request values are clamped to the maxima)
+    runner_default_timeout_ms: int = 10_000
+    runner_max_timeout_ms: int = 60_000
+    runner_default_memory_mb: int = 128
+    runner_max_memory_mb: int = 512
+    runner_default_fuel: int = 2_000_000_000
+    runner_max_request_body_bytes: int = 10 * MIB
+    runner_max_response_body_bytes: int = 2 * MIB
+
+    # host interfaces
+    runner_kv_max_value_bytes: int = 1 * MIB
+    runner_kv_max_namespace_chars: int = 128
+    runner_kv_max_key_chars: int = 256
+    runner_kv_page_size: int = 100
+    runner_fetch_max_response_bytes: int = 1 * MIB
+    runner_fetch_max_request_bytes: int = 1 * MIB
+    runner_fetch_max_timeout_ms: int = 10_000
+    runner_output_max_bytes: int = 64 * 1024
+    runner_output_max_line_bytes: int = 4096
+
+    # caches
+    runner_secrets_cache_ttl_s: float = 30.0
+    runner_idempotency_ttl_s: float = 600.0
+    runner_idempotency_max_entries: int = 10_000
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.data_dir / "keys"
+
+    @property
+    def bundles_dir(self) -> Path:
+        return self.data_dir / "bundles"
+
+    @property
+    def compiled_dir(self) -> Path:
+        return self.runner_compiled_dir or self.data_dir / "compiled"
+
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'extgate.db').resolve()}"
+
+    def create_tables(self) -> bool:
+        if self.runner_create_tables is not None:
+            return self.runner_create_tables
+        return self.effective_database_url().startswith("sqlite")
+
+    def keyring(self) -> Keyring:
+        if self.secret_keys is not None:
+            return Keyring.from_spec(self.secret_keys.get_secret_value())
+        return load_or_create_dev_keyring(self.keys_dir / "secret-keys")
+
+    def service_token(self) -> str:
+        """The credential callers of `/v1/execute` must present (created 0600 on first use)."""
+        if self.runner_token is not None:
+            token = self.runner_token.get_secret_value()
+            if len(token) < 16:
+                raise ValueError("EXTGATE_RUNNER_TOKEN must be at least 16 characters")
+            return token
+        path = self.keys_dir / "runner-token"
+        if path.exists():
+            return path.read_text().strip()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        token = _secrets.token_urlsafe(32)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another process won the race; use its token
+            return path.read_text().strip()
+        with os.fdopen(fd, "w") as fh:
+            fh.write(token + "\n")
+        return token

@@ -1,0 +1,1 @@
+"""HTTP transport for the runner (`extgate runner serve`)."""
