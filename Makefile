@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 
-.PHONY: run test lint typecheck policy-check fuzz bench openapi clean help
+.PHONY: run test lint policy-check examples fuzz bench clean help install
 
 help:
 	@echo "make run    - set up and serve the gateway on 127.0.0.1:8000 (embedded defaults, demo data)"
@@ -29,9 +29,19 @@ run: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check service runner audit tests bench examples
 
-test: $(STAMP)
+test: $(STAMP) policy-check
 	$(BIN)/ruff check service runner audit tests bench examples
+	$(BIN)/extgate openapi export --check
 	$(BIN)/pytest -q
+
+# The compliance gate: policies parse, are formatted, and every policy decides some test.
+policy-check: $(STAMP)
+	$(BIN)/extgate policy validate
+	$(BIN)/extgate policy fmt --check
+	$(BIN)/extgate policy test --min-coverage 1.0
+
+examples: $(STAMP)
+	$(MAKE) -C examples demo
 
 fuzz: $(STAMP)
 	EXTGATE_FUZZ_EXAMPLES=500 $(BIN)/pytest -q tests/api -m fuzz

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, Response
 
-from service.api import admin_extensions, admin_installs, health
+from service.api import admin_extensions, admin_installs, health, policy
 from service.api.errors import install_error_handlers
 from service.container import ServiceContainer, build_container
 from service.settings import Settings
@@ -22,6 +22,8 @@ def create_app(settings: Settings | None = None, *, container: ServiceContainer 
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if services.policy is not None:
+            services.policy.start_watching(2.0)  # picks up CLI reloads and other replicas
         try:
             yield
         finally:
@@ -48,4 +50,5 @@ def create_app(settings: Settings | None = None, *, container: ServiceContainer 
     app.include_router(health.router)
     app.include_router(admin_extensions.router)
     app.include_router(admin_installs.router)
+    app.include_router(policy.router)
     return app

@@ -8,9 +8,10 @@ from typing import Any
 from runner.contract.bundle_store import LocalBundleStore
 from runner.contract.envelope import Keyring
 from service.auth.tokens import TokenVerifier
-from service.authz import Authorizer, RoleAuthorizer
+from service.authz import Authorizer
 from service.db import Database, create_database
 from service.db.migrate import upgrade
+from service.policy import CedarAuthorizer, PolicyService
 from service.registry.publishing import ComponentValidator, SignaturePolicy
 from service.registry.signing import parse_trusted_keys
 from service.settings import Settings
@@ -31,6 +32,8 @@ class ServiceContainer:
     extras: dict[str, Any] = field(default_factory=dict)
 
     def close(self) -> None:
+        if self.policy is not None:
+            self.policy.stop_watching()
         self.db.dispose()
 
 
@@ -61,13 +64,17 @@ def build_container(
         upgrade(db.engine)
     trusted = parse_trusted_keys(settings.trusted_publisher_keys) if settings.trusted_publisher_keys else {}
     validator = default_component_validator(settings) if validate_component == "default" else validate_component
+    # Cedar decides every admin, policy and audit action; with no valid bundle it denies all.
+    policy = PolicyService.from_settings(settings)
+    policy.start()
     return ServiceContainer(
         settings=settings,
         db=db,
         bundle_store=LocalBundleStore(settings.bundle_dir),
         verifier=TokenVerifier(settings),
         keyring=settings.keyring,
-        authorizer=RoleAuthorizer(),
+        authorizer=CedarAuthorizer(policy),
         signature_policy=SignaturePolicy(trusted_keys=trusted, require_signed=settings.require_signed_bundles),
         validate_component=validator,  # type: ignore[arg-type]
+        policy=policy,
     )

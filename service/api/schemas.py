@@ -23,6 +23,7 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         409: "conflicts with the current state",
         413: "payload too large",
         422: "invalid input",
+        503: "a dependency (policy engine, audit log) is unavailable",
     }
     return {s: {"model": ErrorBody, "description": descriptions.get(s, "error")} for s in statuses}
 

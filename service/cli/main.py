@@ -8,6 +8,7 @@ import typer
 
 from runner.cli import app as runner_app
 from service.cli.common import EXIT_USAGE, emit, fail
+from service.cli.policy import app as policy_app
 from service.cli.registry import ext_app, install_app
 from service.settings import Settings
 
@@ -16,6 +17,7 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(ext_app, name="ext")
 app.add_typer(install_app, name="install")
+app.add_typer(policy_app, name="policy", help="Validate, test, explain, diff, reload and roll back Cedar policies.")
 app.add_typer(runner_app, name="runner", help="The WebAssembly runner (serve, compile).")
 
 

@@ -1,0 +1,289 @@
+"""Decisions against one compiled bundle.
+
+An engine is immutable and bound to one bundle; the service swaps whole engines. Per
+request it looks up the action/resource slice and a cached, schema-validated
+`Entities` handle, makes one native Cedar call, and maps the answer to a `Decision`.
+Any evaluation error, or an answer that is neither Allow nor Deny, is a deny.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Hashable
+from typing import Any
+
+import cedarpy
+
+from service.auth.principal import Principal
+from service.policy import cedar_call
+from service.policy.bundle import Bundle
+from service.policy.entities import principal_key, request_entities
+from service.policy.model import (
+    ACTION_TYPE,
+    DEBUG_VIEW,
+    EVALUATION_ERROR_ID,
+    INSTALL_TYPE,
+    NO_BUNDLE_ID,
+    PLATFORM_ID,
+    PLATFORM_TYPE,
+    READ,
+    SAFE_METHODS,
+    TENANT_TYPE,
+    USER_TYPE,
+    WRITE,
+    DebugCounts,
+    Decision,
+    EndpointMatch,
+    EntityRef,
+    InstallFacts,
+)
+
+EVALUATION_ERROR_REASON = "A policy could not be evaluated, so the request is denied (fail closed)."
+NO_BUNDLE_REASON = "No valid policy bundle is active, so every request is denied."
+
+
+class EntitiesError(ValueError):
+    """Entities that do not conform to the bundle's schema."""
+
+
+def invoke_action(http_method: str) -> str:
+    """`read` for GET and HEAD, `write` for everything else."""
+    return READ if http_method.upper() in SAFE_METHODS else WRITE
+
+
+def invoke_context(http_method: str, endpoint: EndpointMatch, path: str = "") -> dict[str, Any]:
+    return {
+        "method": http_method.upper(),
+        "path": path,
+        "endpointDeclared": bool(endpoint.declared),
+        "endpointTemplate": (endpoint.template or "") if endpoint.declared else "",
+    }
+
+
+def debug_context(counts: DebugCounts, justification: str | None) -> dict[str, Any]:
+    text = (justification or "").strip()
+    return {
+        "tenantSessions": int(counts.tenant_sessions),
+        "tenantSessionLimit": int(counts.tenant_limit),
+        "streamSessions": int(counts.stream_sessions),
+        "streamSessionLimit": int(counts.stream_limit),
+        "justification": text,
+        "justificationLength": len(text),
+    }
+
+
+class _EntityCache:
+    """Bounded map of request facts -> validated Entities handle (FIFO eviction)."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._data: dict[Hashable, cedarpy.Entities] = {}
+        self._lock = threading.Lock()
+
+    def get_or_build(self, key: Hashable, build: Callable[[], cedarpy.Entities]) -> cedarpy.Entities:
+        found = self._data.get(key)
+        if found is not None:
+            return found
+        handle = build()
+        with self._lock:
+            while len(self._data) >= self.capacity:
+                self._data.pop(next(iter(self._data)))
+            self._data[key] = handle
+        return handle
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+class PolicyEngine:
+    """Decisions for one bundle."""
+
+    def __init__(self, bundle: Bundle, *, entity_cache_size: int = 4096) -> None:
+        self.bundle = bundle
+        self.revision = bundle.revision
+        self._schema = bundle.schema
+        self._reasons = {pid: info.reason for pid, info in bundle.policies.items()}
+        self._effects = {pid: info.effect for pid, info in bundle.policies.items()}
+        self._cache = _EntityCache(entity_cache_size)
+        self._actions: dict[str, dict[str, str]] = {}
+        self._full_set: cedarpy.PolicySet | None = None
+
+    # -- entities -------------------------------------------------------------------
+    def entities(self, data: list[dict[str, Any]] | str) -> cedarpy.Entities:
+        """A schema-validated handle; raises EntitiesError naming the first bad entity."""
+        text = data if isinstance(data, str) else json.dumps(data)
+        try:
+            return cedarpy.Entities.from_json_str(text, self._schema)
+        except ValueError as exc:
+            raise EntitiesError(describe_entity_error(text, self._schema, exc)) from None
+
+    def _cached_entities(self, key: Hashable, build: Callable[[], list[dict[str, Any]]]) -> cedarpy.Entities:
+        return self._cache.get_or_build(key, lambda: self.entities(build()))
+
+    # -- core -------------------------------------------------------------------------
+    def _action(self, action: str) -> dict[str, str]:
+        found = self._actions.get(action)
+        if found is None:
+            found = self._actions[action] = {"type": ACTION_TYPE, "id": action}
+        return found
+
+    def decide(
+        self,
+        principal: EntityRef,
+        action: str,
+        resource: EntityRef,
+        context: dict[str, Any] | str,
+        entities: cedarpy.Entities,
+        *,
+        sliced: bool = True,
+    ) -> Decision:
+        """Evaluate one request (already-built entities). Errors => deny."""
+        if sliced:
+            policies = self.bundle.slice_for(action, resource.type, resource.id, (principal.type, principal.id))
+        else:
+            policies = self.full_policy_set
+        request = {
+            "principal": {"type": principal.type, "id": principal.id},
+            "action": self._action(action),
+            "resource": {"type": resource.type, "id": resource.id},
+            "context": context if isinstance(context, str) else json.dumps(context),
+        }
+        raw = cedar_call.authorize(request, policies, entities, self._schema)
+        return self._to_decision(action, raw)
+
+    @property
+    def full_policy_set(self) -> cedarpy.PolicySet:
+        """Every policy, unsliced (tests compare it with the slices)."""
+        if self._full_set is None:
+            self._full_set = self.bundle.policy_set()
+        return self._full_set
+
+    def _to_decision(self, action: str, raw: cedar_call.RawResult) -> Decision:
+        reasons = self._reasons
+        if not raw.errors and raw.decision in ("Allow", "Deny"):
+            ids = tuple(sorted(raw.reasons))
+            return Decision(raw.decision == "Allow", action, ids, tuple(reasons.get(i, "") for i in ids), self.revision)
+        forbids = tuple(sorted(i for i in raw.reasons if self._effects.get(i) == "forbid"))
+        ids = forbids or (EVALUATION_ERROR_ID,)
+        texts = tuple(reasons.get(i, EVALUATION_ERROR_REASON) for i in ids)
+        errors = tuple(raw.errors) or (f"no decision ({raw.decision})",)
+        return Decision(False, action, ids, texts, self.revision, errors)
+
+    # -- domain decisions ------------------------------------------------------------
+    def _decide_for(
+        self,
+        key: Hashable,
+        build: Callable[[], list[dict[str, Any]]],
+        principal: EntityRef,
+        action: str,
+        resource: EntityRef,
+        context: dict[str, Any] | str,
+    ) -> Decision:
+        try:
+            entities = self._cached_entities(key, build)
+        except EntitiesError as exc:  # the bundle's schema does not fit our facts: deny
+            return self._to_decision(action, cedar_call.RawResult("NoDecision", [], [str(exc)]))
+        return self.decide(principal, action, resource, context, entities)
+
+    def decide_invoke(
+        self,
+        principal: Principal,
+        install: InstallFacts,
+        http_method: str,
+        endpoint: EndpointMatch,
+        *,
+        path: str = "",
+    ) -> Decision:
+        """May `principal` call `http_method` on this install? (`read` for GET/HEAD, else `write`)."""
+        return self._decide_for(
+            (principal_key(principal), install),
+            lambda: request_entities(principal, install=install),
+            EntityRef(USER_TYPE, principal.subject),
+            invoke_action(http_method),
+            EntityRef(INSTALL_TYPE, install.install_id),
+            invoke_context(http_method, endpoint, path),
+        )
+
+    def decide_debug_view(
+        self, principal: Principal, install: InstallFacts, counts: DebugCounts, justification: str | None = None
+    ) -> Decision:
+        """May `principal` open a debug stream on this install now?"""
+        return self._decide_for(
+            (principal_key(principal), install),
+            lambda: request_entities(principal, install=install),
+            EntityRef(USER_TYPE, principal.subject),
+            DEBUG_VIEW,
+            EntityRef(INSTALL_TYPE, install.install_id),
+            debug_context(counts, justification),
+        )
+
+    def decide_admin(self, principal: Principal, action: str, *, tenant_id: str | None) -> Decision:
+        """Admin action on a tenant (or on the platform when `tenant_id` is None)."""
+        resource = EntityRef(TENANT_TYPE, tenant_id) if tenant_id is not None else EntityRef(PLATFORM_TYPE, PLATFORM_ID)
+        return self._decide_for(
+            (principal_key(principal), "tenant", tenant_id),
+            lambda: request_entities(principal, tenant=tenant_id),
+            EntityRef(USER_TYPE, principal.subject),
+            action,
+            resource,
+            "{}",
+        )
+
+
+class DenyAllEngine:
+    """Used while no valid bundle has ever loaded: every decision is a deny."""
+
+    revision = "none"
+
+    def _deny(self, action: str) -> Decision:
+        return Decision(False, action, (NO_BUNDLE_ID,), (NO_BUNDLE_REASON,), self.revision, ("no active bundle",))
+
+    def decide_invoke(
+        self, principal: Principal, install: InstallFacts, http_method: str, endpoint: EndpointMatch, *, path: str = ""
+    ) -> Decision:
+        return self._deny(invoke_action(http_method))
+
+    def decide_debug_view(
+        self, principal: Principal, install: InstallFacts, counts: DebugCounts, justification: str | None = None
+    ) -> Decision:
+        return self._deny(DEBUG_VIEW)
+
+    def decide_admin(self, principal: Principal, action: str, *, tenant_id: str | None) -> Decision:
+        return self._deny(action)
+
+
+def describe_entity_error(text: str, schema: cedarpy.Schema, exc: Exception) -> str:
+    """cedarpy only says "entity does not conform"; find which entity, and why if we can."""
+    try:
+        items = json.loads(text)
+    except ValueError:
+        return f"entities are not valid JSON: {exc}"
+    if not isinstance(items, list):
+        return "entities must be a JSON list"
+    for item in items:
+        try:
+            cedarpy.Entities.from_json_str(json.dumps([item]), schema)
+        except ValueError as inner:
+            uid = item.get("uid", {}) if isinstance(item, dict) else {}
+            label = f'{uid.get("type")}::"{uid.get("id")}"'
+            return f"entity {label} does not conform to the schema: {_why(item, schema) or inner}"
+    return str(exc).splitlines()[0] if str(exc) else "entities do not conform to the schema"
+
+
+def _why(item: dict[str, Any], schema: cedarpy.Schema) -> str | None:
+    """Ask the authorizer with raw JSON + schema: its message names the attribute."""
+    uid = item.get("uid") if isinstance(item, dict) else None
+    if not isinstance(uid, dict):
+        return None
+    result = cedarpy.is_authorized(
+        {"principal": uid, "action": {"type": ACTION_TYPE, "id": "__probe__"}, "resource": uid, "context": {}},
+        "",
+        json.dumps([item]),
+        schema,
+    )
+    marker = "does not conform to the schema: "
+    for err in result.diagnostics.errors:
+        if marker in err:  # the text before the marker echoes the entity JSON: drop it
+            return err.rsplit(marker, 1)[-1][:300]
+    return None

@@ -1,0 +1,235 @@
+"""Decisions: domain functions, fail-closed errors, slicing, caching, the raw-call path."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import cedarpy
+
+from service.policy import cedar_call
+from service.policy.bundle import Bundle, compile_bundle
+from service.policy.diff import _generated
+from service.policy.engine import DenyAllEngine, PolicyEngine
+from service.policy.entities import request_entities
+from service.policy.model import (
+    ENDPOINT_RULE_ID,
+    EVALUATION_ERROR_ID,
+    INSTALL_TYPE,
+    USER_TYPE,
+    DebugCounts,
+    EndpointMatch,
+    EntityRef,
+)
+from service.policy.source import BundleSource
+from tests.policy.conftest import install, user
+
+CRM = install("acme", "acme-crm", "cap:debug.logs")
+DECLARED = EndpointMatch(True, "/items/:id")
+UNDECLARED = EndpointMatch(False, None)
+UNDER_CAPS = DebugCounts(0, 5, 0, 3)
+
+
+def test_invoke_read_write_by_role(engine: PolicyEngine) -> None:
+    viewer, editor = user("v", "acme", "viewer"), user("e", "acme", "editor")
+    assert engine.decide_invoke(viewer, CRM, "GET", DECLARED).policy_ids == ("rbac.read",)
+    assert engine.decide_invoke(viewer, CRM, "head", DECLARED).action == "read"
+    denied = engine.decide_invoke(viewer, CRM, "PATCH", DECLARED)
+    assert not denied.allowed and denied.default_deny and not denied.endpoint_not_found
+    allowed = engine.decide_invoke(editor, CRM, "PATCH", DECLARED)
+    assert allowed.allowed and allowed.action == "write" and allowed.revision == engine.revision
+    assert allowed.reasons and "Editors" in allowed.reasons[0]
+
+
+def test_undeclared_endpoint_is_distinguishable(engine: PolicyEngine) -> None:
+    decision = engine.decide_invoke(user("a", "acme", "admin"), CRM, "GET", UNDECLARED, path="/nope")
+    assert not decision.allowed
+    assert decision.policy_ids == (ENDPOINT_RULE_ID,) and decision.endpoint_not_found
+    other_tenant = engine.decide_invoke(user("a", "globex", "admin"), CRM, "GET", UNDECLARED)
+    assert not other_tenant.allowed and not other_tenant.endpoint_not_found  # 403, not 404
+
+
+def test_debug_view_gating(engine: PolicyEngine) -> None:
+    operator = user("o", "acme", "operator")
+    assert engine.decide_debug_view(operator, CRM, UNDER_CAPS).policy_ids == ("debug.tenant-operator",)
+    no_cap = install("acme", "plain")
+    assert engine.decide_debug_view(operator, no_cap, UNDER_CAPS).policy_ids == ("debug.capability-required",)
+    full = engine.decide_debug_view(operator, CRM, DebugCounts(5, 5, 0, 3))
+    assert full.policy_ids == ("debug.tenant-session-cap",)
+    stream_full = engine.decide_debug_view(operator, CRM, DebugCounts(0, 5, 3, 3))
+    assert stream_full.policy_ids == ("debug.stream-session-cap",)
+    root = user("root", "platform", "platform-admin")
+    assert not engine.decide_debug_view(root, CRM, UNDER_CAPS, "   ").allowed
+    assert engine.decide_debug_view(root, CRM, UNDER_CAPS, "  ticket 4711: outage  ").allowed
+
+
+def test_admin_decisions(engine: PolicyEngine) -> None:
+    admin = user("a", "acme", "admin")
+    assert engine.decide_admin(admin, "install.secrets.write", tenant_id="acme").allowed
+    assert engine.decide_admin(admin, "install.secrets.write", tenant_id="globex").policy_ids == (
+        "tenancy.admin-same-tenant",
+    )
+    assert not engine.decide_admin(admin, "policy.manage", tenant_id=None).allowed
+    assert engine.decide_admin(user("r", "platform", "platform-admin"), "policy.manage", tenant_id=None).allowed
+
+
+def _overflow_bundle(edit: Callable[..., BundleSource]) -> Bundle:
+    """A schema-valid forbid that errors at runtime (Long overflow)."""
+    extra = (
+        '@id("debug.total-cap")\n@reason("at most 100 sessions in total")\n'
+        'forbid (principal, action == ExtGate::Action::"debug.view", resource)\n'
+        "when { context.tenantSessionLimit + context.streamSessionLimit > 100 };\n"
+    )
+    return compile_bundle(edit({"zz-extra.cedar": extra, "tests/debug.json": None}))
+
+
+def test_erroring_forbid_does_not_fail_open(edit: Callable[..., BundleSource]) -> None:
+    """Regression: Cedar skips a forbid whose evaluation errors, so the raw answer is Allow."""
+    bundle = _overflow_bundle(edit)
+    engine = PolicyEngine(bundle)
+    operator = user("o", "acme", "operator")
+    huge = DebugCounts(0, 2**63 - 1, 0, 3)  # the sum overflows: the forbid errors
+    # What Cedar itself says: Allow, with an error from the skipped forbid.
+    entities = engine.entities(request_entities(operator, install=CRM))
+    raw = cedarpy.is_authorized(
+        {
+            "principal": {"type": USER_TYPE, "id": "o"},
+            "action": {"type": "ExtGate::Action", "id": "debug.view"},
+            "resource": {"type": INSTALL_TYPE, "id": CRM.install_id},
+            "context": {
+                "tenantSessions": huge.tenant_sessions,
+                "tenantSessionLimit": huge.tenant_limit,
+                "streamSessions": 0,
+                "streamSessionLimit": 3,
+                "justification": "",
+                "justificationLength": 0,
+            },
+        },
+        bundle.policy_set(),
+        entities,
+        bundle.schema,
+    )
+    assert raw.allowed and raw.diagnostics.errors  # the trap
+    decision = engine.decide_debug_view(operator, CRM, huge)
+    assert not decision.allowed
+    assert decision.errors and decision.policy_ids == (EVALUATION_ERROR_ID,)
+    assert not decision.endpoint_not_found
+
+
+def test_missing_entity_error_is_deny(engine: PolicyEngine) -> None:
+    """A principal absent from the entities makes tenancy forbids error: still a deny."""
+    entities = engine.entities(
+        [
+            {
+                "uid": {"type": INSTALL_TYPE, "id": "i"},
+                "attrs": {
+                    "tenant": {"__entity": {"type": "ExtGate::Tenant", "id": "acme"}},
+                    "extension": "e",
+                    "slug": "p.e",
+                    "capabilities": [],
+                    "enabled": True,
+                },
+                "parents": [],
+            }
+        ]
+    )
+    ctx = {"method": "GET", "path": "/", "endpointDeclared": True, "endpointTemplate": "/"}
+    decision = engine.decide(EntityRef(USER_TYPE, "ghost"), "read", EntityRef(INSTALL_TYPE, "i"), ctx, entities)
+    assert not decision.allowed and decision.errors
+
+
+def test_invalid_context_is_deny(engine: PolicyEngine) -> None:
+    entities = engine.entities([])
+    decision = engine.decide(
+        EntityRef(USER_TYPE, "u"), "read", EntityRef(INSTALL_TYPE, "i"), {"method": "GET"}, entities
+    )
+    assert not decision.allowed and decision.errors and "endpointDeclared" in decision.errors[0]
+
+
+def test_slices_decide_like_the_full_set(engine: PolicyEngine) -> None:
+    """Over the whole generated matrix, sliced and unsliced evaluation agree exactly."""
+    full = engine.full_policy_set
+    original = engine.bundle.slice_for
+    seen = 0
+    for _cell, decide in _generated():
+        sliced = decide(engine)
+        object.__setattr__(engine.bundle, "slice_for", lambda *a, **k: full)
+        try:
+            unsliced = decide(engine)
+        finally:
+            object.__delattr__(engine.bundle, "slice_for")
+        assert (sliced.allowed, sliced.policy_ids) == (unsliced.allowed, unsliced.policy_ids), _cell
+        seen += 1
+    assert seen > 1000 and engine.bundle.slice_for == original
+
+
+def test_slices_are_smaller_and_resource_scoped(edit: Callable[..., BundleSource]) -> None:
+    extra = (
+        '@id("special.block")\n@reason("one install is frozen")\n'
+        'forbid (principal, action, resource == ExtGate::Install::"frozen");\n'
+    )
+    bundle = compile_bundle(edit({"special.cedar": extra}))
+    generic = bundle.slice_ids("read", INSTALL_TYPE, "other")
+    frozen = bundle.slice_ids("read", INSTALL_TYPE, "frozen")
+    assert "special.block" not in generic and "special.block" in frozen
+    assert len(generic) < len(bundle.policies) / 2
+    assert "admin.policy-manage" not in generic
+    engine = PolicyEngine(bundle)
+    editor = user("e", "acme", "editor")
+    assert not engine.decide_invoke(editor, install("acme", "frozen"), "GET", DECLARED).allowed
+    assert engine.decide_invoke(editor, install("acme", "other"), "GET", DECLARED).allowed
+
+
+def test_principal_scoped_policies_only_in_their_principals_slice(edit: Callable[..., BundleSource]) -> None:
+    extra = (
+        '@id("grant.bob")\n@reason("bob may write")\n'
+        'permit (principal == ExtGate::User::"bob", action == ExtGate::Action::"write", resource is ExtGate::Install)\n'
+        "when { principal.tenant == resource.tenant };\n"
+    )
+    bundle = compile_bundle(edit({"grants.cedar": extra}))
+    assert "grant.bob" in bundle.slice_ids("write", INSTALL_TYPE, "i", (USER_TYPE, "bob"))
+    assert "grant.bob" not in bundle.slice_ids("write", INSTALL_TYPE, "i", (USER_TYPE, "alice"))
+    engine = PolicyEngine(bundle)
+    assert engine.decide_invoke(user("bob", "acme", "viewer"), CRM, "POST", DECLARED).policy_ids == ("grant.bob",)
+    assert not engine.decide_invoke(user("alice", "acme", "viewer"), CRM, "POST", DECLARED).allowed
+
+
+def test_entities_are_cached_per_facts(engine: PolicyEngine) -> None:
+    engine._cache._data.clear()
+    viewer = user("cache-v", "acme", "viewer")
+    engine.decide_invoke(viewer, CRM, "GET", DECLARED)
+    engine.decide_invoke(viewer, CRM, "HEAD", DECLARED)
+    assert len(engine._cache) == 1
+    revoked = install("acme", "acme-crm")  # same install, capability revoked: new facts, new entry
+    engine.decide_debug_view(user("o", "acme", "operator"), revoked, UNDER_CAPS)
+    assert len(engine._cache) == 2
+
+
+def test_fast_and_public_call_paths_agree(engine: PolicyEngine) -> None:
+    operator = user("o", "acme", "operator", "viewer")
+    entities = engine.entities(request_entities(operator, install=CRM))
+    for action, ctx in [
+        ("read", {"method": "GET", "path": "/", "endpointDeclared": True, "endpointTemplate": "/"}),
+        ("write", {"method": "POST", "path": "/", "endpointDeclared": False, "endpointTemplate": ""}),
+        ("read", {"method": "GET"}),
+    ]:
+        req = {
+            "principal": {"type": USER_TYPE, "id": "o"},
+            "action": {"type": "ExtGate::Action", "id": action},
+            "resource": {"type": INSTALL_TYPE, "id": CRM.install_id},
+        }
+        req["context"] = json.dumps(ctx)
+        args = (req, engine.full_policy_set, entities, engine.bundle.schema)
+        fast, public = cedar_call.authorize(*args), cedar_call.authorize_public(*args)
+        assert (fast.decision, sorted(fast.reasons), len(fast.errors)) == (
+            public.decision,
+            sorted(public.reasons),
+            len(public.errors),
+        )
+
+
+def test_deny_all_engine() -> None:
+    engine = DenyAllEngine()
+    decision = engine.decide_invoke(user("a", "acme", "admin"), CRM, "GET", DECLARED)
+    assert not decision.allowed and decision.errors and decision.revision == "none"
+    assert not engine.decide_admin(user("r", "p", "platform-admin"), "policy.manage", tenant_id=None).allowed
