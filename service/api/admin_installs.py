@@ -1,8 +1,9 @@
 """Admin API: a tenant's installs, their config and their secrets.
 
-The tenant comes from the path and is authorized against the token (a tenant admin for
-its own tenant, a platform admin for any). Install ids are looked up within that tenant
-only, so another tenant's install id answers 404 and nothing is changed.
+The tenant comes from the path and every call is decided by the Cedar admin policies
+against the token (by default: writes by the tenant's own admins only, reads also by
+platform admins). Install ids are looked up within that tenant only, so another tenant's
+install id answers 404 and nothing is changed.
 """
 
 from __future__ import annotations
