@@ -172,3 +172,19 @@ def test_bad_tenant_in_path(env):
     r = client.get("/api/admin/tenants/..%2Fx/installs", headers=hdr["platform"])
     assert r.status_code in (404, 422)
     assert json.loads(r.text)["error"]
+
+
+def test_platform_admin_reads_but_never_writes_another_tenant(env):
+    client, hdr, archive = env
+    install_id = _publish_and_install(client, hdr, archive)
+    base = f"/api/admin/tenants/t1/installs/{install_id}"
+    assert client.get(base, headers=hdr["platform"]).status_code == 200
+    for method, url, body in [
+        ("patch", base + "/secrets", {"secrets": {"api-key": "x"}}),
+        ("put", base + "/config", {"values": {"a": "b"}}),
+        ("post", base + "/disable", None),
+    ]:
+        r = client.request(method.upper(), url, headers=hdr["platform"], json=body)
+        assert r.status_code == 403 and r.json()["error"] == "forbidden", (method, url)
+    assert client.get(base, headers=hdr["t1"]).json()["enabled"] is True
+    assert client.get(base + "/secrets", headers=hdr["t1"]).json()["key_names"] == []
