@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, Response
 
-from service.api import admin_extensions, admin_installs, health, policy
+from service.api import admin_extensions, admin_installs, audit, health, policy
 from service.api.errors import install_error_handlers
 from service.container import ServiceContainer, build_container
 from service.settings import Settings
@@ -51,4 +51,5 @@ def create_app(settings: Settings | None = None, *, container: ServiceContainer 
     app.include_router(admin_extensions.router)
     app.include_router(admin_installs.router)
     app.include_router(policy.router)
+    app.include_router(audit.router)
     return app

@@ -5,8 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from audit.config import AuditSettings
+from audit.sql import SqlAuditLog
 from runner.contract.bundle_store import LocalBundleStore
 from runner.contract.envelope import Keyring
+from service.audit_trail import policy_event_hook
 from service.auth.tokens import TokenVerifier
 from service.authz import Authorizer
 from service.db import Database, create_database
@@ -34,6 +37,8 @@ class ServiceContainer:
     def close(self) -> None:
         if self.policy is not None:
             self.policy.stop_watching()
+        if self.audit is not None:
+            self.audit.close()
         self.db.dispose()
 
 
@@ -53,9 +58,21 @@ def default_component_validator(settings: Settings) -> ComponentValidator:
     return validate
 
 
+def build_audit_log(settings: Settings, db: Database, audit_settings: AuditSettings | None) -> SqlAuditLog:
+    log = SqlAuditLog.from_settings(
+        db.engine,
+        audit_settings or AuditSettings(),
+        data_dir=settings.data_dir,
+        embedded=settings.is_embedded_database,
+    )
+    log.start()
+    return log
+
+
 def build_container(
     settings: Settings,
     *,
+    audit_settings: AuditSettings | None = None,
     auto_migrate: bool | None = None,
     validate_component: ComponentValidator | None | str = "default",
 ) -> ServiceContainer:
@@ -65,7 +82,9 @@ def build_container(
     trusted = parse_trusted_keys(settings.trusted_publisher_keys) if settings.trusted_publisher_keys else {}
     validator = default_component_validator(settings) if validate_component == "default" else validate_component
     # Cedar decides every admin, policy and audit action; with no valid bundle it denies all.
+    audit_log = build_audit_log(settings, db, audit_settings)
     policy = PolicyService.from_settings(settings)
+    policy.on_event(policy_event_hook(audit_log))
     policy.start()
     return ServiceContainer(
         settings=settings,
@@ -77,4 +96,5 @@ def build_container(
         signature_policy=SignaturePolicy(trusted_keys=trusted, require_signed=settings.require_signed_bundles),
         validate_component=validator,  # type: ignore[arg-type]
         policy=policy,
+        audit=audit_log,
     )

@@ -18,7 +18,7 @@ def generate() -> dict[str, Any]:
 
     with tempfile.TemporaryDirectory() as tmp:
         container = build_container(
-            Settings(data_dir=Path(tmp), database_url=None), auto_migrate=False, validate_component=None
+            Settings(data_dir=Path(tmp), database_url=None), auto_migrate=True, validate_component=None
         )
         try:
             return create_app(container=container).openapi()

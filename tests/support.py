@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from audit.config import AuditSettings
 from service.auth.tokens import mint_dev_token
 from service.container import ServiceContainer, build_container
 from service.settings import Settings
@@ -22,8 +23,12 @@ def manifest(**overrides: Any) -> dict[str, Any]:
         "version": "1.0.0",
         "runtime": "wasm-js@1",
         "capabilities": ["cap:secrets.get", "cap:storage.kv"],
-        "api": {"endpoints": [{"method": "GET", "path": "/tickets", "handler": "list"},
-                              {"method": "POST", "path": "/tickets/:id", "handler": "update"}]},
+        "api": {
+            "endpoints": [
+                {"method": "GET", "path": "/tickets", "handler": "list"},
+                {"method": "POST", "path": "/tickets/:id", "handler": "update"},
+            ]
+        },
     }
     doc.update(overrides)
     return doc
@@ -42,8 +47,14 @@ def make_settings(tmp_path: Path, database_url: str, **overrides: Any) -> Settin
 
 
 def make_container(tmp_path: Path, database_url: str, **overrides: Any) -> ServiceContainer:
-    return build_container(make_settings(tmp_path, database_url, **overrides), auto_migrate=True,
-                           validate_component=None)
+    # Checkpoints are signed with a dev key even on PostgreSQL (tests only).
+    audit = AuditSettings(allow_dev_key=True, checkpoint_interval_seconds=3600)
+    return build_container(
+        make_settings(tmp_path, database_url, **overrides),
+        auto_migrate=True,
+        validate_component=None,
+        audit_settings=audit,
+    )
 
 
 def token(container: ServiceContainer, tenant: str, *roles: str, sub: str = "user-1") -> str:

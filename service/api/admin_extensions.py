@@ -8,7 +8,7 @@ from fastapi import APIRouter, Header, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from service.api.deps import CurrentPrincipal, Services, require
+from service.api.deps import Admin, CurrentPrincipal, Services, require
 from service.api.schemas import EndpointOut, ExtensionOut, PublishOut, VersionOut, error_responses
 from service.authz import AdminAction
 from service.db.models import Extension, ExtensionVersion
@@ -83,11 +83,11 @@ def _extension_out(services: Services, ext: Extension, versions: list[ExtensionV
 )
 async def publish(
     request: Request,
-    services: Services,
-    principal: CurrentPrincipal,
+    admin: Admin,
     x_bundle_signature: Annotated[str | None, Header(max_length=200)] = None,
 ) -> JSONResponse:
-    require(services, principal, AdminAction.EXTENSION_PUBLISH, None)
+    admin.require(AdminAction.EXTENSION_PUBLISH, None)
+    services = admin.services
     limits = BundleLimits(max_archive_bytes=services.settings.max_bundle_bytes)
     data = await read_capped_body(request, limits.max_archive_bytes)
     if not data:
@@ -105,6 +105,17 @@ async def publish(
         signature_policy=services.signature_policy,
         validate_component=services.validate_component,
     )
+    if result.created:
+        admin.record(
+            AdminAction.EXTENSION_PUBLISH,
+            None,
+            f"extension:{result.slug}@{result.version}",
+            {
+                "content_hash": result.content_hash,
+                "signer_key_id": result.signer_key_id,
+                "size_bytes": result.size_bytes,
+            },
+        )
     body = PublishOut.model_validate(result.as_dict()).model_dump(mode="json")
     return JSONResponse(body, status_code=201 if result.created else 200)
 

@@ -12,7 +12,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Response
 
-from service.api.deps import CurrentPrincipal, Services, require
+from service.api.deps import Admin
 from service.api.schemas import (
     ConfigOut,
     ConfigWrite,
@@ -36,9 +36,9 @@ _ERR = error_responses(401, 403, 404, 422)
 
 
 @router.get("", response_model=list[InstallOut], summary="List the tenant's installs", responses=_ERR)
-def list_installs(tenant_id: TenantId, services: Services, principal: CurrentPrincipal) -> list[InstallOut]:
-    require(services, principal, AdminAction.INSTALL_READ, tenant_id)
-    with services.db.session() as session:
+def list_installs(tenant_id: TenantId, admin: Admin) -> list[InstallOut]:
+    admin.require(AdminAction.INSTALL_READ, tenant_id)
+    with admin.services.db.session() as session:
         return [InstallOut.of(i) for i in installs.list_installs(session, tenant_id)]
 
 
@@ -49,11 +49,9 @@ def list_installs(tenant_id: TenantId, services: Services, principal: CurrentPri
     summary="Install an extension for the tenant",
     responses=error_responses(401, 403, 404, 409, 422),
 )
-def create_install(
-    tenant_id: TenantId, body: InstallCreate, services: Services, principal: CurrentPrincipal
-) -> InstallOut:
-    require(services, principal, AdminAction.INSTALL_MANAGE, tenant_id)
-    with services.db.session() as session:
+def create_install(tenant_id: TenantId, body: InstallCreate, admin: Admin) -> InstallOut:
+    admin.require(AdminAction.INSTALL_MANAGE, tenant_id)
+    with admin.services.db.session() as session:
         row = installs.create_install(
             session,
             tenant_id,
@@ -63,26 +61,34 @@ def create_install(
             egress_allowlist=body.egress_allowlist,
             enabled=body.enabled,
         )
-        return InstallOut.of(row)
+        out = InstallOut.of(row)
+    admin.record(
+        "install.create",
+        tenant_id,
+        f"install:{out.id}",
+        {
+            "extension_id": out.extension_id,
+            "version_id": out.version_id,
+            "granted_capabilities": out.granted_capabilities,
+            "egress_allowlist": out.egress_allowlist,
+        },
+    )
+    return out
 
 
 @router.get("/{install_id}", response_model=InstallOut, summary="One install", responses=_ERR)
-def get_install(
-    tenant_id: TenantId, install_id: InstallId, services: Services, principal: CurrentPrincipal
-) -> InstallOut:
-    require(services, principal, AdminAction.INSTALL_READ, tenant_id)
-    with services.db.session() as session:
+def get_install(tenant_id: TenantId, install_id: InstallId, admin: Admin) -> InstallOut:
+    admin.require(AdminAction.INSTALL_READ, tenant_id)
+    with admin.services.db.session() as session:
         return InstallOut.of(installs.get_install(session, tenant_id, install_id))
 
 
 @router.patch(
     "/{install_id}", response_model=InstallOut, summary="Change the grant or the egress allowlist", responses=_ERR
 )
-def patch_install(
-    tenant_id: TenantId, install_id: InstallId, body: InstallPatch, services: Services, principal: CurrentPrincipal
-) -> InstallOut:
-    require(services, principal, AdminAction.INSTALL_MANAGE, tenant_id)
-    with services.db.session() as session:
+def patch_install(tenant_id: TenantId, install_id: InstallId, body: InstallPatch, admin: Admin) -> InstallOut:
+    admin.require(AdminAction.INSTALL_MANAGE, tenant_id)
+    with admin.services.db.session() as session:
         row = installs.update_install(
             session,
             tenant_id,
@@ -90,37 +96,43 @@ def patch_install(
             granted_capabilities=body.granted_capabilities,
             egress_allowlist=body.egress_allowlist,
         )
-        return InstallOut.of(row)
+        out = InstallOut.of(row)
+    admin.record(
+        "install.update",
+        tenant_id,
+        f"install:{install_id}",
+        {"granted_capabilities": out.granted_capabilities, "egress_allowlist": out.egress_allowlist},
+    )
+    return out
 
 
 @router.delete(
     "/{install_id}", status_code=204, summary="Uninstall (config and secrets are deleted too)", responses=_ERR
 )
-def remove_install(
-    tenant_id: TenantId, install_id: InstallId, services: Services, principal: CurrentPrincipal
-) -> Response:
-    require(services, principal, AdminAction.INSTALL_MANAGE, tenant_id)
-    with services.db.session() as session:
+def remove_install(tenant_id: TenantId, install_id: InstallId, admin: Admin) -> Response:
+    admin.require(AdminAction.INSTALL_MANAGE, tenant_id)
+    with admin.services.db.session() as session:
         installs.remove_install(session, tenant_id, install_id)
+    admin.record("install.remove", tenant_id, f"install:{install_id}")
     return Response(status_code=204)
 
 
-def _set_enabled(
-    tenant_id: str, install_id: str, services: Services, principal: CurrentPrincipal, enabled: bool
-) -> InstallOut:
-    require(services, principal, AdminAction.INSTALL_MANAGE, tenant_id)
-    with services.db.session() as session:
-        return InstallOut.of(installs.set_enabled(session, tenant_id, install_id, enabled))
+def _set_enabled(tenant_id: str, install_id: str, admin: Admin, enabled: bool) -> InstallOut:
+    admin.require(AdminAction.INSTALL_MANAGE, tenant_id)
+    with admin.services.db.session() as session:
+        out = InstallOut.of(installs.set_enabled(session, tenant_id, install_id, enabled))
+    admin.record("install.enable" if enabled else "install.disable", tenant_id, f"install:{install_id}")
+    return out
 
 
 @router.post("/{install_id}/enable", response_model=InstallOut, summary="Enable", responses=_ERR)
-def enable(tenant_id: TenantId, install_id: InstallId, services: Services, principal: CurrentPrincipal) -> InstallOut:
-    return _set_enabled(tenant_id, install_id, services, principal, True)
+def enable(tenant_id: TenantId, install_id: InstallId, admin: Admin) -> InstallOut:
+    return _set_enabled(tenant_id, install_id, admin, True)
 
 
 @router.post("/{install_id}/disable", response_model=InstallOut, summary="Disable", responses=_ERR)
-def disable(tenant_id: TenantId, install_id: InstallId, services: Services, principal: CurrentPrincipal) -> InstallOut:
-    return _set_enabled(tenant_id, install_id, services, principal, False)
+def disable(tenant_id: TenantId, install_id: InstallId, admin: Admin) -> InstallOut:
+    return _set_enabled(tenant_id, install_id, admin, False)
 
 
 @router.post(
@@ -129,23 +141,30 @@ def disable(tenant_id: TenantId, install_id: InstallId, services: Services, prin
     summary="Move to another version (re-approval when it asks for more capabilities)",
     responses=error_responses(401, 403, 404, 409, 422),
 )
-def upgrade(
-    tenant_id: TenantId, install_id: InstallId, body: InstallUpgrade, services: Services, principal: CurrentPrincipal
-) -> InstallOut:
-    require(services, principal, AdminAction.INSTALL_MANAGE, tenant_id)
-    with services.db.session() as session:
+def upgrade(tenant_id: TenantId, install_id: InstallId, body: InstallUpgrade, admin: Admin) -> InstallOut:
+    admin.require(AdminAction.INSTALL_MANAGE, tenant_id)
+    with admin.services.db.session() as session:
         row = installs.upgrade_install(
             session, tenant_id, install_id, to_version=body.version, approved_capabilities=body.approved_capabilities
         )
-        return InstallOut.of(row)
+        out = InstallOut.of(row)
+    admin.record(
+        "install.upgrade",
+        tenant_id,
+        f"install:{install_id}",
+        {
+            "version_id": out.version_id,
+            "granted_capabilities": out.granted_capabilities,
+            "approved": body.approved_capabilities is not None,
+        },
+    )
+    return out
 
 
 @router.get("/{install_id}/config", response_model=ConfigOut, summary="Current config and its version", responses=_ERR)
-def get_config(
-    tenant_id: TenantId, install_id: InstallId, services: Services, principal: CurrentPrincipal
-) -> ConfigOut:
-    require(services, principal, AdminAction.INSTALL_READ, tenant_id)
-    with services.db.session() as session:
+def get_config(tenant_id: TenantId, install_id: InstallId, admin: Admin) -> ConfigOut:
+    admin.require(AdminAction.INSTALL_READ, tenant_id)
+    with admin.services.db.session() as session:
         return ConfigOut.of(install_id, install_config.get_config(session, tenant_id, install_id))
 
 
@@ -155,12 +174,17 @@ def get_config(
     summary="Replace the config (new version id)",
     responses=error_responses(401, 403, 404, 409, 422),
 )
-def put_config(
-    tenant_id: TenantId, install_id: InstallId, body: ConfigWrite, services: Services, principal: CurrentPrincipal
-) -> ConfigOut:
-    require(services, principal, AdminAction.CONFIG_WRITE, tenant_id)
+def put_config(tenant_id: TenantId, install_id: InstallId, body: ConfigWrite, admin: Admin) -> ConfigOut:
+    admin.require(AdminAction.CONFIG_WRITE, tenant_id)
     row = install_config.set_config(
-        services.db, tenant_id, install_id, body.values, expected_version=body.expected_version
+        admin.services.db, tenant_id, install_id, body.values, expected_version=body.expected_version
+    )
+    # Key names only: config values can be sensitive too and are not needed to audit the change.
+    admin.record(
+        AdminAction.CONFIG_WRITE,
+        tenant_id,
+        f"install:{install_id}",
+        {"config_version": row.version, "keys": sorted(row.values)},
     )
     return ConfigOut.of(install_id, row)
 
@@ -171,11 +195,9 @@ def put_config(
     summary="Secret key names and version (values are never returned)",
     responses=_ERR,
 )
-def get_secrets(
-    tenant_id: TenantId, install_id: InstallId, services: Services, principal: CurrentPrincipal
-) -> SecretsOut:
-    require(services, principal, AdminAction.INSTALL_READ, tenant_id)
-    with services.db.session() as session:
+def get_secrets(tenant_id: TenantId, install_id: InstallId, admin: Admin) -> SecretsOut:
+    admin.require(AdminAction.INSTALL_READ, tenant_id)
+    with admin.services.db.session() as session:
         return SecretsOut.of(install_id, install_secrets.get_secrets_meta(session, tenant_id, install_id))
 
 
@@ -185,12 +207,22 @@ def get_secrets(
     summary="Merge secrets (null deletes a key); sealed, new version id",
     responses=error_responses(401, 403, 404, 409, 422),
 )
-def patch_secrets(
-    tenant_id: TenantId, install_id: InstallId, body: SecretsWrite, services: Services, principal: CurrentPrincipal
-) -> SecretsOut:
-    require(services, principal, AdminAction.SECRETS_WRITE, tenant_id)
+def patch_secrets(tenant_id: TenantId, install_id: InstallId, body: SecretsWrite, admin: Admin) -> SecretsOut:
+    admin.require(AdminAction.SECRETS_WRITE, tenant_id)
     kwargs = {"expires_at": body.expires_at} if "expires_at" in body.model_fields_set else {}
-    row = install_secrets.set_secrets(services.db, services.keyring, tenant_id, install_id, body.secrets, **kwargs)
+    row = install_secrets.set_secrets(
+        admin.services.db, admin.services.keyring, tenant_id, install_id, body.secrets, **kwargs
+    )
+    admin.record(
+        AdminAction.SECRETS_WRITE,
+        tenant_id,
+        f"install:{install_id}",
+        {
+            "secrets_version": row.version if row else None,
+            "set": sorted(k for k, v in body.secrets.items() if v is not None),
+            "deleted": sorted(k for k, v in body.secrets.items() if v is None),
+        },
+    )
     return SecretsOut.of(install_id, row)
 
 
@@ -200,9 +232,13 @@ def patch_secrets(
     summary="Re-seal with the newest key (new version id)",
     responses=_ERR,
 )
-def rotate_secrets(
-    tenant_id: TenantId, install_id: InstallId, services: Services, principal: CurrentPrincipal
-) -> SecretsOut:
-    require(services, principal, AdminAction.SECRETS_WRITE, tenant_id)
-    row = install_secrets.rotate_secrets(services.db, services.keyring, tenant_id, install_id)
+def rotate_secrets(tenant_id: TenantId, install_id: InstallId, admin: Admin) -> SecretsOut:
+    admin.require(AdminAction.SECRETS_WRITE, tenant_id)
+    row = install_secrets.rotate_secrets(admin.services.db, admin.services.keyring, tenant_id, install_id)
+    admin.record(
+        "install.secrets.rotate",
+        tenant_id,
+        f"install:{install_id}",
+        {"secrets_version": row.version if row else None, "key_id": row.key_id if row else None},
+    )
     return SecretsOut.of(install_id, row)

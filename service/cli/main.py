@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from runner.cli import app as runner_app
+from service.cli.audit import app as audit_app
 from service.cli.common import EXIT_USAGE, emit, fail
 from service.cli.policy import app as policy_app
 from service.cli.registry import ext_app, install_app
@@ -18,6 +19,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(ext_app, name="ext")
 app.add_typer(install_app, name="install")
 app.add_typer(policy_app, name="policy", help="Validate, test, explain, diff, reload and roll back Cedar policies.")
+app.add_typer(audit_app, name="audit")
 app.add_typer(runner_app, name="runner", help="The WebAssembly runner (serve, compile).")
 
 

@@ -188,3 +188,31 @@ def test_platform_admin_reads_but_never_writes_another_tenant(env):
         assert r.status_code == 403 and r.json()["error"] == "forbidden", (method, url)
     assert client.get(base, headers=hdr["t1"]).json()["enabled"] is True
     assert client.get(base + "/secrets", headers=hdr["t1"]).json()["key_names"] == []
+
+
+def test_admin_changes_and_denials_are_audited_without_values(env):
+    client, hdr, archive = env
+    install_id = _publish_and_install(client, hdr, archive)
+    base = f"/api/admin/tenants/t1/installs/{install_id}"
+    client.patch(base + "/secrets", headers=hdr["t1"], json={"secrets": {"api-key": SECRET}})
+    client.put(base + "/config", headers=hdr["t1"], json={"values": {"region": "eu-west-secret-ish"}})
+    client.put(base + "/config", headers=hdr["t1_viewer"], json={"values": {"a": "b"}})  # denied
+    audit = client.app.state.services.audit
+    import time
+
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # the denial is queued, not awaited
+        records = [audit.get(seq).parsed() for seq in range(audit.size())]
+        if any(r["outcome"] == "deny" for r in records):
+            break
+        time.sleep(0.05)
+    text = json.dumps(records)
+    assert SECRET not in text and "eu-west-secret-ish" not in text
+    actions = [(r["action"], r["outcome"]) for r in records]
+    assert ("admin.extension.publish", "success") in actions
+    assert ("admin.install.create", "success") in actions
+    assert ("admin.install.secrets.write", "success") in actions
+    assert ("admin.install.config.write", "success") in actions
+    assert ("admin.install.config.write", "deny") in actions
+    secrets_rec = next(r for r in records if r["action"] == "admin.install.secrets.write")
+    assert secrets_rec["details"]["set"] == ["api-key"] and secrets_rec["tenant"] == "t1"

@@ -4,6 +4,7 @@ from sqlalchemy import inspect
 from sqlmodel import SQLModel
 
 import service.db.models  # noqa: F401 - registers the tables
+from runner.storage.sql import metadata as kv_metadata
 from service.db import create_database
 from service.db.migrate import current_revision, head_revision, upgrade
 
@@ -15,7 +16,7 @@ def test_migrated_schema_matches_models(database_url):
         upgrade(db.engine)  # idempotent
         assert current_revision(db.engine) == head_revision(db.engine)
         insp = inspect(db.engine)
-        for table in SQLModel.metadata.sorted_tables:
+        for table in [*SQLModel.metadata.sorted_tables, *kv_metadata.sorted_tables]:
             columns = {c["name"]: c for c in insp.get_columns(table.name)}
             assert set(columns) == {c.name for c in table.columns}, table.name
             for col in table.columns:

@@ -1,0 +1,279 @@
+"""The SQL log on SQLite and PostgreSQL: group commit, checkpoints, queries, proofs, guards, migration."""
+
+from __future__ import annotations
+
+import asyncio
+import stat
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy import Engine
+
+from audit.anchors import load_checkpoints
+from audit.log import AuditLog, AuditUnavailableError, NotCheckpointedError, RecordFilter, create_audit_log
+from audit.merkle import root_of, verify_consistency
+from audit.note import parse_checkpoint
+from audit.records import AuditEvent, AuditRecordError
+from audit.sql import SqlAuditLog
+from audit.verify import Status, verify_inclusion_bundle, verify_log
+from service.db.backends import engine_for_url
+from tests.audit.conftest import ORIGIN, event
+
+LogFactory = Callable[..., SqlAuditLog]
+
+
+def test_concurrent_appends_are_contiguous_and_batched(make_log: LogFactory, engine: Engine) -> None:
+    log = make_log()
+    with ThreadPoolExecutor(32) as pool:
+        seqs = list(pool.map(lambda i: log.append(event(i)), range(600)))
+    assert sorted(seqs) == list(range(600))
+    assert log.size() == 600
+    assert log.stats.batches < 600  # a burst shares transactions
+    rows = {r.seq: r.parsed() for r in log.query(RecordFilter(), limit=1000)}
+    assert all(rows[s]["seq"] == s for s in rows)
+    # The caller's own record is at its seq.
+    seq = log.append(event(9999, request_id="mine"))
+    assert log.get(seq).parsed()["request_id"] == "mine"
+
+
+def test_async_append(make_log: LogFactory) -> None:
+    log = make_log()
+
+    async def main() -> list[int]:
+        return await asyncio.gather(*(log.append_async(event(i)) for i in range(50)))
+
+    assert sorted(asyncio.run(main())) == list(range(50))
+
+
+def test_invalid_event_fails_alone(make_log: LogFactory) -> None:
+    log = make_log()
+    with pytest.raises(AuditRecordError):
+        log.submit(AuditEvent(action="x", outcome="ok", details={"f": 0.5}))
+    assert log.append(event(1)) == 0
+
+
+def test_closed_log_refuses(make_log: LogFactory) -> None:
+    log = make_log()
+    log.append(event(0))
+    log.close()
+    with pytest.raises(AuditUnavailableError):
+        log.append(event(1))
+
+
+def test_database_failure_reaches_the_caller(tmp_path: Path) -> None:
+    eng = engine_for_url(f"sqlite:///{tmp_path / 'no-schema.db'}")
+    log = SqlAuditLog(eng)
+    with pytest.raises(AuditUnavailableError):
+        log.append(event(0), timeout=10)
+    assert log.health()["failures"] == 1
+    log.close()
+    eng.dispose()
+
+
+def test_checkpoint_every_n_and_export(make_log: LogFactory, checkpoint_dir: Path) -> None:
+    log = make_log(checkpoint_every=50, checkpoint_interval=3600)
+    log.start()
+    for i in range(60):
+        log.append(event(i))
+    _wait_for(lambda: (cp := log.latest_checkpoint()) and cp.size >= 50)
+    for i in range(60, 110):
+        log.append(event(i))
+    _wait_for(lambda: (cp := log.latest_checkpoint()) and cp.size >= 100)
+    for i in range(110, 120):
+        log.append(event(i))
+    log.close()  # final checkpoint at 120
+    sizes = [cp.size for cp in log.checkpoints()]
+    assert sizes[-1] == 120 and len(sizes) >= 3
+    files = sorted(checkpoint_dir.iterdir())
+    assert [int(f.name.split("-")[1].split(".")[0]) for f in files] == sizes
+    assert all(stat.S_IMODE(f.stat().st_mode) == 0o444 for f in files)
+    latest = parse_checkpoint(files[-1].read_text())
+    assert latest.checkpoint.origin == ORIGIN and latest.checkpoint.size == 120
+    assert latest.checkpoint.root == log.root()[1]
+
+
+def test_checkpoint_interval(make_log: LogFactory) -> None:
+    log = make_log(checkpoint_every=1_000_000, checkpoint_interval=0.2)
+    log.start()
+    log.append(event(0))
+    first = _wait_for(lambda: log.latest_checkpoint())
+    log.append(event(1))
+    second = _wait_for(lambda: (cp := log.latest_checkpoint()) and cp.size == 2 and cp)
+    assert first and second and second.created_at > first.created_at
+
+
+def _wait_for(fn: Callable[[], object], timeout: float = 10.0) -> object:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = fn()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError("condition not reached")
+
+
+def test_checkpoint_same_size_is_reused(make_log: LogFactory) -> None:
+    log = make_log()
+    log.append(event(0))
+    a = log.checkpoint()
+    b = log.checkpoint()
+    assert a == b
+    assert log.maybe_checkpoint() is None
+
+
+def test_query_filters_and_pagination(make_log: LogFactory) -> None:
+    log = make_log()
+    for i in range(30):
+        log.append(event(i, tenant="a" if i % 2 else "b", ts=1_000 + i))
+    log.append(event(100, tenant=None, action="policy.reload"))
+    a = log.query(RecordFilter(tenant_id="a"), limit=100)
+    assert [r.seq for r in a] == list(range(1, 30, 2))
+    page1 = log.query(RecordFilter(tenant_id="a"), limit=5, descending=True)
+    page2 = log.query(RecordFilter(tenant_id="a"), limit=5, descending=True, before_seq=page1[-1].seq)
+    assert [r.seq for r in page1 + page2] == list(range(29, 9, -2))
+    assert [r.seq for r in log.query(RecordFilter(since_us=1_020, until_us=1_023))] == [20, 21, 22]
+    assert [r.seq for r in log.query(RecordFilter(action="policy."))] == [30]
+    assert [r.seq for r in log.query(RecordFilter(request_id="req-7"))] == [7]
+    assert len(list(log.iter_records(RecordFilter(), chunk=7))) == 31
+
+
+def test_inclusion_and_consistency_proofs(make_log: LogFactory) -> None:
+    log = make_log()
+    for i in range(13):
+        log.append(event(i))
+    with pytest.raises(NotCheckpointedError):
+        log.inclusion_proof(3)
+    cp1 = log.checkpoint()
+    for i in range(13, 40):
+        log.append(event(i))
+    cp2 = log.checkpoint()
+    for seq in (0, 5, 12):
+        bundle = log.inclusion_proof(seq).to_json()
+        assert bundle["tree_size"] == 40
+        ok, why = verify_inclusion_bundle(bundle, log.verifiers)
+        assert ok, why
+    old = log.inclusion_proof(5, tree_size=13).to_json()
+    assert verify_inclusion_bundle(old, log.verifiers)[0]
+    bad = dict(old, record=old["record"].replace("req-5", "req-6"), leaf_hash=None)
+    assert not verify_inclusion_bundle(bad, log.verifiers)[0]
+    assert not verify_inclusion_bundle(dict(old, seq=6), log.verifiers)[0]
+    proof = log.consistency_proof(13, 40)
+    assert verify_consistency(13, 40, cp1.root, cp2.root, proof)
+    assert cp2.root == root_of(log.leaf_hashes(40))
+
+
+def test_backend_registry(engine: Engine, signer: object) -> None:
+    log = create_audit_log("sql", engine=engine)
+    assert isinstance(log, AuditLog)
+    assert log.append(event(0)) == 0
+    log.close()
+    with pytest.raises(ValueError):
+        create_audit_log("kafka")
+
+
+def test_triggers_refuse_update_and_delete(make_log: LogFactory, engine: Engine) -> None:
+    log = make_log()
+    log.append(event(0))
+    log.checkpoint()
+    for stmt in (
+        "UPDATE audit_record SET outcome = 'deny'",
+        "DELETE FROM audit_record",
+        "UPDATE audit_checkpoint SET note = 'x'",
+        "DELETE FROM audit_checkpoint",
+        "DELETE FROM audit_head",
+        "UPDATE audit_head SET size = 0",
+        "DELETE FROM audit_key",
+    ):
+        with pytest.raises(sa.exc.DBAPIError), engine.begin() as conn:
+            conn.exec_driver_sql(stmt)
+    if engine.dialect.name == "postgresql":
+        for table in ("audit_record", "audit_checkpoint", "audit_head", "audit_key"):
+            with pytest.raises(sa.exc.DBAPIError), engine.begin() as conn:
+                conn.exec_driver_sql(f"TRUNCATE {table}")
+        # Replication mode skips ordinary triggers, not ENABLE ALWAYS ones.
+        with pytest.raises(sa.exc.DBAPIError), engine.begin() as conn:
+            conn.exec_driver_sql("SET LOCAL session_replication_role = replica")
+            conn.exec_driver_sql("UPDATE audit_record SET outcome = 'deny'")
+    assert log.size() == 1
+    assert (
+        verify_log(engine, verifiers=log.verifiers, external=load_checkpoints(log.checkpoint_dir)).status == Status.OK
+    )
+
+
+def test_postgres_app_role_insert_select_only(postgres_url: str) -> None:
+    from audit.schema import POSTGRES_ROLE_SQL, create_schema
+
+    admin = engine_for_url(postgres_url)
+    create_schema(admin)
+    role = "extgate_app_t"
+    owner = "extgate_audit_owner"
+    sql = POSTGRES_ROLE_SQL.replace("extgate_app", role)
+    with admin.begin() as conn:
+        for name in (role, owner, "extgate_auditor"):
+            conn.exec_driver_sql(
+                f"DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{name}') "
+                f"THEN CREATE ROLE {name} {'LOGIN' if name == role else 'NOLOGIN'}; END IF; END $$"
+            )
+        for stmt in sql.split(";"):
+            stmt = "\n".join(line for line in stmt.splitlines() if not line.strip().startswith("--")).strip()
+            if stmt and not stmt.startswith("CREATE ROLE"):
+                conn.exec_driver_sql(stmt)
+        conn.exec_driver_sql(f"GRANT USAGE ON SCHEMA public TO {role}")
+    app_url = sa.engine.make_url(postgres_url).set(username=role).render_as_string(hide_password=False)
+    app = engine_for_url(app_url)
+    try:
+        log = SqlAuditLog(app)
+        assert log.append(event(0)) == 0
+        log.close(final_checkpoint=False)
+        for stmt in (
+            "UPDATE audit_record SET outcome = 'x'",
+            "DELETE FROM audit_record",
+            "TRUNCATE audit_record",
+            "ALTER TABLE audit_record DISABLE TRIGGER USER",
+        ):
+            with pytest.raises(sa.exc.ProgrammingError), app.begin() as conn:
+                conn.exec_driver_sql(stmt)
+    finally:
+        app.dispose()
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f"ALTER TABLE audit_record OWNER TO {sa.engine.make_url(postgres_url).username}")
+            for table in ("audit_head", "audit_checkpoint", "audit_key"):
+                conn.exec_driver_sql(f"ALTER TABLE {table} OWNER TO {sa.engine.make_url(postgres_url).username}")
+            conn.exec_driver_sql(f"DROP OWNED BY {role}, extgate_auditor")
+            conn.exec_driver_sql(f"DROP ROLE {role}")
+            conn.exec_driver_sql("DROP ROLE extgate_auditor")
+            conn.exec_driver_sql(f"DROP OWNED BY {owner}")
+            conn.exec_driver_sql(f"DROP ROLE {owner}")
+        admin.dispose()
+
+
+def test_alembic_migration_up_and_down(database_url: str) -> None:
+    from service.db.migrate import upgrade
+
+    eng = engine_for_url(database_url)
+    try:
+        upgrade(eng)
+        log = SqlAuditLog(eng)
+        assert log.append(event(0)) == 0
+        log.close(final_checkpoint=False)
+        with eng.begin() as conn, pytest.raises(sa.exc.DBAPIError), conn.begin_nested():
+            conn.exec_driver_sql("DELETE FROM audit_record")
+        from alembic import command
+
+        from service.db.migrate import _config
+
+        cfg = _config(eng)
+        with eng.connect() as conn:
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, "0001_registry")
+            conn.commit()
+        assert not sa.inspect(eng).has_table("audit_record")
+        upgrade(eng)
+        assert sa.inspect(eng).has_table("audit_record")
+    finally:
+        eng.dispose()
