@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 help:
 	@echo "make run    - set up and serve the gateway on 127.0.0.1:8000 (embedded defaults, demo data)"
 	@echo "make test   - set up and run the whole suite (what CI runs)"
-	@echo "make lint   - ruff"
+	@echo "make lint   - ruff and mypy"
 	@echo "make fuzz   - deeper schemathesis run"
 	@echo "make bench  - benchmarks (ratios against in-run baselines)"
 
@@ -27,10 +27,10 @@ run: $(STAMP)
 	$(BIN)/extgate demo serve
 
 lint: $(STAMP)
-	$(BIN)/ruff check service runner audit tests bench examples
+	$(BIN)/ruff check service runner audit tests bench examples sdk
+	$(BIN)/mypy service runner audit
 
-test: $(STAMP) policy-check
-	$(BIN)/ruff check service runner audit tests bench examples
+test: $(STAMP) policy-check lint
 	$(BIN)/extgate openapi export --check
 	$(BIN)/pytest -q
 

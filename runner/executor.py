@@ -36,8 +36,10 @@ from runner.contract.bundle_store import BundleNotFoundError, LocalBundleStore, 
 from runner.contract.capabilities import ALWAYS_GRANTED, SECRETS_GET, UnknownCapabilityError, normalize_capabilities
 from runner.contract.envelope import EnvelopeError, EnvelopeExpiredError, Keyring, SecretEnvelope, open_envelope
 from runner.contract.execute import ExecuteRequest, ExecuteResponse, RunnerError
-from runner.debug import DebugEvent, DebugSink, InMemoryDebugSink
+from runner.debug import DebugEvent, DebugSink
 from runner.debug.capture import OutputCapture, truncate_utf8
+from runner.debug.factory import create_debug_sink
+from runner.debug.masking import SecretMasker
 from runner.engine import EngineHandle, EngineOptions, get_engine
 from runner.host import build_linker
 from runner.host.state import CURRENT, CallState, SecretsView
@@ -50,7 +52,6 @@ log = logging.getLogger(__name__)
 
 _OOM_MARKERS = ("memoryerror", "out of memory", "memory allocation of", "cannot allocate memory",
                 "failed to grow memory", "memory limit", "exceeds memory limits")
-_MIN_SECRET_TO_MASK = 4
 
 
 class _Failure(Exception):
@@ -102,7 +103,8 @@ class Runner:
                 s.data_dir.mkdir(parents=True, exist_ok=True)
             kv_store = SqlKVStore(s.effective_database_url(), create_tables=s.create_tables())
         self.kv = kv_store
-        self.debug: DebugSink = debug_sink or InMemoryDebugSink()
+        self.debug: DebugSink = debug_sink or create_debug_sink()
+        self._owns_debug = debug_sink is None
         self.providers = providers or Providers()
         self.http_client = http_client or httpx.Client(follow_redirects=False, trust_env=False)
         self._pool = ThreadPoolExecutor(max_workers=s.runner_threads, thread_name_prefix="extgate-guest")
@@ -244,7 +246,7 @@ class Runner:
             self._publish(req, request_id, "runner", "error", f"request refused: {failure.code.value}")
             return ExecuteResponse.failure(failure.code)
 
-        masks = sorted((v for v in secrets.values.values() if len(v) >= _MIN_SECRET_TO_MASK), key=len, reverse=True)
+        masks = SecretMasker(secrets.values.values())
 
         def emit(stream: str, level: str, message: str) -> None:
             self._publish(req, request_id, stream, level, message, masks)
@@ -300,8 +302,8 @@ class Runner:
         finally:
             store.close()
             CURRENT.reset(token)
-            self._flush_output(stdout, "stdout", "info", emit)
-            self._flush_output(stderr, "stderr", "error", emit)
+            self._flush_output(stdout, "stdout", "info", emit, masks.max_len)
+            self._flush_output(stderr, "stderr", "error", emit, masks.max_len)
 
     def _response(self, result: Any, emit: Any) -> ExecuteResponse:
         try:
@@ -319,21 +321,24 @@ class Runner:
         return ExecuteResponse(status=status, headers=headers,
                                body_b64=base64.b64encode(body).decode() if body is not None else None)
 
-    def _flush_output(self, capture: OutputCapture, stream: str, level: str, emit: Any) -> None:
-        for line, _ in capture.lines(self.settings.runner_output_max_line_bytes):
+    def _flush_output(self, capture: OutputCapture, stream: str, level: str, emit: Any, slack: int = 0) -> None:
+        # Cut `slack` bytes later than the limit so a secret straddling the cut is still
+        # masked whole; `_publish` then cuts at the limit.
+        for line, _ in capture.lines(self.settings.runner_output_max_line_bytes + slack):
             emit(stream, level, line)
         if capture.dropped:
             emit("runner", "warn", f"{stream}: {capture.dropped} bytes dropped (per-request cap)")
 
     def _publish(self, req: ExecuteRequest, request_id: str, stream: str, level: str, message: str,
-                 masks: list[str] | None = None) -> None:
-        for secret in masks or ():
-            message = message.replace(secret, "***")
+                 masks: SecretMasker | list[str] | None = None) -> None:
+        masker = masks if isinstance(masks, SecretMasker) else SecretMasker(masks or ())
+        message, redacted = masker.mask(message)
         text, truncated = truncate_utf8(message.encode(), self.settings.runner_output_max_line_bytes)
         ctx = req.context
         event = DebugEvent(tenant_id=ctx.tenant_id, extension_id=ctx.extension_id, install_id=ctx.install_id,
                            version_id=ctx.version_id, request_id=request_id, stream=stream,  # type: ignore[arg-type]
-                           level=level, message=text, truncated=truncated)  # type: ignore[arg-type]
+                           level=level, message=text, truncated=truncated,  # type: ignore[arg-type]
+                           redacted=redacted)
         try:
             self.debug.publish(event)
         except Exception:  # noqa: BLE001 - debug output must never fail a request
@@ -391,6 +396,9 @@ class Runner:
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
         self.http_client.close()
+        close_debug = getattr(self.debug, "close", None)
+        if self._owns_debug and close_debug is not None:
+            close_debug()
 
 
 # --- helpers (pure) ---------------------------------------------------------------------

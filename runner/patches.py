@@ -190,7 +190,7 @@ def install() -> None:
         _enter.catch_exceptions = _catch_exceptions
         _enter.maybe_raise_last_exn = _maybe_raise_last_exn
         _enter.enter_wasm = _enter_wasm
-        _linker.catch_exceptions = _catch_exceptions  # type: ignore[attr-defined]
-        _func.enter_wasm = _enter_wasm  # type: ignore[attr-defined]
-        _resources.enter_wasm = _enter_wasm  # type: ignore[attr-defined]
+        _linker.catch_exceptions = _catch_exceptions
+        _func.enter_wasm = _enter_wasm
+        _resources.enter_wasm = _enter_wasm
         _installed = True

@@ -8,9 +8,11 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, Response
 
-from service.api import admin_extensions, admin_installs, audit, health, policy
+from service.api import admin_extensions, admin_installs, audit, debug, gateway, health, policy
 from service.api.errors import install_error_handlers
+from service.api.limits import HeaderLimitMiddleware
 from service.container import ServiceContainer, build_container
+from service.gateway.cors import install_cors
 from service.settings import Settings
 
 API_TITLE = "extgate"
@@ -18,6 +20,8 @@ API_VERSION = "0.1.0"
 
 
 def create_app(settings: Settings | None = None, *, container: ServiceContainer | None = None) -> FastAPI:
+    # Whoever builds the container closes it: a container handed in outlives this app's lifespan.
+    owns_container = container is None
     services = container or build_container(settings or Settings())
 
     @asynccontextmanager
@@ -27,7 +31,12 @@ def create_app(settings: Settings | None = None, *, container: ServiceContainer 
         try:
             yield
         finally:
-            services.close()
+            if services.gateway is not None:
+                await services.gateway.aclose()  # pooled runner/Redis connections of this loop
+            if services.debug is not None:
+                await services.debug.stop()  # debug stream readers of this loop
+            if owns_container:
+                services.close()
 
     app = FastAPI(
         title=API_TITLE,
@@ -47,9 +56,15 @@ def create_app(settings: Settings | None = None, *, container: ServiceContainer 
         response.headers["x-request-id"] = rid
         return response
 
+    app.add_middleware(HeaderLimitMiddleware)
     app.include_router(health.router)
     app.include_router(admin_extensions.router)
     app.include_router(admin_installs.router)
     app.include_router(policy.router)
     app.include_router(audit.router)
+    app.include_router(gateway.router)
+    app.include_router(debug.router)
+    if services.gateway is not None:
+        # Added last, so outermost: preflights are answered before (and without) authentication.
+        install_cors(app, services.gateway.settings)
     return app

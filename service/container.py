@@ -14,6 +14,9 @@ from service.auth.tokens import TokenVerifier
 from service.authz import Authorizer
 from service.db import Database, create_database
 from service.db.migrate import upgrade
+from service.debug.config import DebugSessionSettings
+from service.debug.runtime import build_debug_runtime
+from service.gateway import build_gateway
 from service.policy import CedarAuthorizer, PolicyService
 from service.registry.publishing import ComponentValidator, SignaturePolicy
 from service.registry.signing import parse_trusted_keys
@@ -32,9 +35,15 @@ class ServiceContainer:
     validate_component: ComponentValidator | None
     audit: Any | None = None
     policy: Any | None = None
+    gateway: Any | None = None  # service.gateway.Gateway (runner transport, rate limits, idempotency)
+    debug: Any | None = None  # service.debug.runtime.DebugRuntime (debug sessions and the SSE hub)
     extras: dict[str, Any] = field(default_factory=dict)
 
     def close(self) -> None:
+        if self.gateway is not None:
+            self.gateway.close()  # the embedded runner's worker threads
+        if self.debug is not None:
+            self.debug.close()
         if self.policy is not None:
             self.policy.stop_watching()
         if self.audit is not None:
@@ -86,7 +95,7 @@ def build_container(
     policy = PolicyService.from_settings(settings)
     policy.on_event(policy_event_hook(audit_log))
     policy.start()
-    return ServiceContainer(
+    services = ServiceContainer(
         settings=settings,
         db=db,
         bundle_store=LocalBundleStore(settings.bundle_dir),
@@ -98,3 +107,6 @@ def build_container(
         policy=policy,
         audit=audit_log,
     )
+    services.gateway = build_gateway(services)
+    services.debug = build_debug_runtime(DebugSessionSettings(), db=db, policy=policy, audit=audit_log)
+    return services

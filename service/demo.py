@@ -111,6 +111,8 @@ def describe(info: DemoInfo, base_url: str) -> str:
     lines += [
         "",
         "Try:",
+        f'  curl -s -H "authorization: Bearer $VIEWER" {base_url}/api/ext/{info.slug}/hello',
+        f"  (export VIEWER={info.tokens['viewer']})",
         f'  curl -s -H "authorization: Bearer $ADMIN" {base_url}/api/admin/tenants/{info.tenant}/installs',
         f'  curl -s -H "authorization: Bearer $ADMIN" '
         f"{base_url}/api/admin/tenants/{info.tenant}/installs/{info.install_id}/secrets",

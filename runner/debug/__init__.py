@@ -1,8 +1,12 @@
 """Debug events: guest stdout/stderr lines and logging calls, with their full context.
 
 The runner hands every event to a `DebugSink`. `publish` must never block the guest's
-worker for long (the Redis publisher buffers); events never contain secret values — the
-runner masks the install's secret values before publishing.
+worker (the publisher only appends to a bounded queue); events never contain secret
+values — the runner masks the install's secret values before publishing.
+
+Beside the interface: `publisher.DebugPublisher` (queue, rate limit, circuit breaker, ring
+buffer) over the backends in `streams` (Redis, or the in-process hub), the wire format in
+`wire`, masking in `masking`; `create_debug_sink(settings)` in `factory` picks one.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ class DebugEvent:
     level: Level
     message: str
     truncated: bool = False
+    redacted: int = 0  # secret occurrences masked in `message`
     ts: float = field(default_factory=time.time)
 
 
@@ -37,6 +42,9 @@ class DebugSink(Protocol):
 
 class NullDebugSink:
     def publish(self, event: DebugEvent) -> None:
+        return None
+
+    def close(self) -> None:
         return None
 
 
@@ -70,3 +78,6 @@ class InMemoryDebugSink:
     def clear(self) -> None:
         with self._lock:
             self._streams.clear()
+
+    def close(self) -> None:
+        return None

@@ -44,7 +44,7 @@ kv_entries = Table(
 )
 
 
-def _scope(tenant_id: str, install_id: str, namespace: str, key: str):  # type: ignore[no-untyped-def]
+def _scope(tenant_id: str, install_id: str, namespace: str, key: str):
     c = kv_entries.c
     return and_(c.tenant_id == tenant_id, c.install_id == install_id, c.namespace == namespace, c.key == key)
 

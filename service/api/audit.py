@@ -19,7 +19,7 @@ import json
 from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
@@ -34,6 +34,8 @@ from service.errors import Conflict, InvalidInput, NotFound, ServiceUnavailable
 router = APIRouter(prefix="/api/audit", tags=["audit"])
 
 ALL_TENANTS = "*"
+# Sequence numbers and tree sizes are stored as signed 64-bit integers on both databases.
+MAX_SEQ = 2**63 - 1
 MAX_PAGE = 1000
 
 
@@ -111,7 +113,7 @@ def _cursor_decode(cursor: str) -> int:
         seq = data["seq"]
     except (ValueError, KeyError, TypeError, binascii.Error) as exc:
         raise ValueError("invalid cursor") from exc
-    if not isinstance(seq, int) or seq < 0:
+    if not isinstance(seq, int) or isinstance(seq, bool) or not 0 <= seq <= MAX_SEQ:
         raise ValueError("invalid cursor")
     return seq
 
@@ -201,10 +203,12 @@ def list_records(
     responses=error_responses(401, 403, 404, 409, 422),
 )
 def record_proof(
-    seq: int,
+    seq: Annotated[int, Path(ge=0, le=MAX_SEQ, description="sequence number of the record")],
     principal: CurrentPrincipal,
     services: Services,
-    size: Annotated[int | None, Query(ge=1, description="prove against the checkpoint of this size")] = None,
+    size: Annotated[
+        int | None, Query(ge=1, le=MAX_SEQ, description="prove against the checkpoint of this size")
+    ] = None,
 ) -> InclusionProofOut:
     """Proof that a record is in the tree of a signed checkpoint; check offline (`extgate audit verify-proof`)."""
     try:
@@ -240,8 +244,8 @@ def latest_checkpoint(principal: CurrentPrincipal, services: Services) -> Checkp
 def consistency(
     principal: CurrentPrincipal,
     services: Services,
-    old: Annotated[int, Query(ge=0, description="size of the checkpoint you hold")],
-    new: Annotated[int, Query(ge=0, description="size of the newer checkpoint")],
+    old: Annotated[int, Query(ge=0, le=MAX_SEQ, description="size of the checkpoint you hold")],
+    new: Annotated[int, Query(ge=0, le=MAX_SEQ, description="size of the newer checkpoint")],
 ) -> ConsistencyProofOut:
     """RFC 6962 proof that checkpoint `old` is a prefix of checkpoint `new`."""
     require(services, principal, AdminAction.AUDIT_READ, principal.tenant)

@@ -16,7 +16,10 @@ class ErrorBody(BaseModel):
 
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """Declared error responses; 400 (unparseable request) is possible on every operation."""
+    statuses = tuple(sorted({400, *statuses}))
     descriptions = {
+        400: "the request could not be parsed (e.g. malformed JSON or encoding)",
         401: "missing or invalid bearer token",
         403: "the policy does not allow this",
         404: "not found (or not visible to this tenant)",

@@ -9,18 +9,22 @@ import typer
 from runner.cli import app as runner_app
 from service.cli.audit import app as audit_app
 from service.cli.common import EXIT_USAGE, emit, fail
+from service.cli.debug import app as debug_app
 from service.cli.policy import app as policy_app
 from service.cli.registry import ext_app, install_app
+from service.cli.scaffold import new as scaffold_new
 from service.settings import Settings
 
 app = typer.Typer(help="extgate: policy-gated WebAssembly extensions.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(ext_app, name="ext")
+ext_app.command("new")(scaffold_new)  # `extgate ext new` (service/cli/scaffold.py)
 app.add_typer(install_app, name="install")
 app.add_typer(policy_app, name="policy", help="Validate, test, explain, diff, reload and roll back Cedar policies.")
 app.add_typer(audit_app, name="audit")
 app.add_typer(runner_app, name="runner", help="The WebAssembly runner (serve, compile).")
+app.add_typer(debug_app, name="debug")
 
 
 @app.command()

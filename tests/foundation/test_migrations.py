@@ -23,3 +23,20 @@ def test_migrated_schema_matches_models(database_url):
                 assert columns[col.name]["nullable"] == col.nullable, (table.name, col.name)
     finally:
         db.dispose()
+
+
+def test_timestamps_come_back_timezone_aware(tmp_path, database_url):
+    from service.registry import publishing
+    from service.registry.bundles import load_bundle_path
+    from tests.support import make_container, write_bundle
+
+    c = make_container(tmp_path, database_url)
+    try:
+        bundle = load_bundle_path(write_bundle(tmp_path / "b"))
+        publishing.publish_bundle(c.db, c.bundle_store, bundle, signature=None,
+                                  signature_policy=c.signature_policy, validate_component=None)
+        with c.db.session() as s:
+            ext = publishing.list_extensions(s)[0][0]
+        assert ext.created_at.tzinfo is not None and ext.created_at.utcoffset().total_seconds() == 0
+    finally:
+        c.close()

@@ -1,0 +1,212 @@
+"""Gateway benchmark: ratios measured in one run with one load generator.
+
+1. Added latency of the gateway over calling the runner directly, same guest, 16
+   concurrent clients: p50/p99 of `GET /api/ext/<slug>/hello` on `extgate serve`-style
+   uvicorn (embedded runner, full pipeline: JWT, install lookup, Cedar, rate limit,
+   durable audit append, config/secrets load, dispatch) minus p50/p99 of
+   `POST /v1/execute` on `extgate runner serve` with the equivalent execute request.
+2. Full-pipeline throughput vs a bare FastAPI/uvicorn hello endpoint.
+
+Every server is its own uvicorn process (one worker); the load generator is an
+httpx.AsyncClient in this process, identical for all three targets. Guest: the WAT echo
+guest (trivial), so the numbers are the pipeline's, not the guest's.
+
+    .venv/bin/python bench/bench_gateway.py [--n 3000] [--concurrency 16] [--database-url URL]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import httpx  # noqa: E402
+from wasmtime import wat2wasm  # noqa: E402
+
+PY = str(ROOT / ".venv" / "bin" / "python")
+
+HELLO_APP = """
+from fastapi import FastAPI
+app = FastAPI()
+@app.get("/hello")
+async def hello():
+    return {"message": "hello"}
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def setup(data_dir: Path, database_url: str | None) -> dict[str, Any]:
+    """Publish the WAT echo guest, install it for tenant `bench`, compile its artifact."""
+    from audit.config import AuditSettings
+    from runner.compiler import compile_component
+    from service.auth.tokens import mint_dev_token
+    from service.container import build_container
+    from service.registry import install_config, install_secrets, installs, publishing
+    from service.registry.bundles import load_bundle_path
+    from service.settings import Settings
+
+    settings = Settings(data_dir=data_dir, database_url=database_url)
+    c = build_container(settings, auto_migrate=True, validate_component=None,
+                        audit_settings=AuditSettings(allow_dev_key=True, checkpoint_interval_seconds=3600))
+    wasm = bytes(wat2wasm((ROOT / "tests" / "runner" / "guests" / "echo.wat").read_text()))
+    bundle_dir = data_dir / "bench-bundle"
+    (bundle_dir / "dist").mkdir(parents=True)
+    (bundle_dir / "dist" / "main.wasm").write_bytes(wasm)
+    (bundle_dir / "manifest.json").write_text(json.dumps({
+        "name": "com.bench.echo", "publisher": "bench", "version": "1.0.0", "runtime": "wasm-js@1",
+        "capabilities": ["cap:secrets.get"],
+        "api": {"endpoints": [{"method": "GET", "path": "/hello", "handler": "hello"}]},
+    }))
+    published = publishing.publish_bundle(c.db, c.bundle_store, load_bundle_path(bundle_dir), signature=None,
+                                          signature_policy=c.signature_policy, validate_component=None)
+    compile_component(wasm, data_dir / "compiled", content_hash=published.content_hash)
+    with c.db.session() as session:
+        install_id = installs.create_install(session, "bench", published.slug, version=None,
+                                             granted_capabilities=["cap:secrets.get"]).id
+    install_config.set_config(c.db, "bench", install_id, {"greeting": "hi"})
+    install_secrets.set_secrets(c.db, c.keyring, "bench", install_id, {"api_key": "bench-secret"})
+    tok = mint_dev_token(settings, tenant="bench", subject="bench-user", roles=["viewer"])
+    # The runner-direct request: what the gateway would send for the same call.
+    from service.gateway.execute import CallInput, build_execute
+    from service.gateway.installs import find_install, load_material
+
+    info = find_install(c.db.engine, "bench", published.slug)
+    assert info is not None
+    principal = c.verifier.verify(tok)
+    call = CallInput("bench-rid", "GET", "/hello", {}, {}, b"", None)
+    req, headers = build_execute(call, principal, info, load_material(c.db.engine, info),
+                                 timeout_ms=30_000, memory_mb=None)
+    runner_token = settings.effective_runner_token
+    c.close()
+    return {"slug": published.slug, "token": tok, "execute": req.model_dump_json(exclude_none=True),
+            "execute_headers": {**headers, "authorization": f"Bearer {runner_token}",
+                                "content-type": "application/json"}}
+
+
+def serve(args: list[str], env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(args, env={**os.environ, **env, "PYTHONPATH": str(ROOT)},  # noqa: S603
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return proc
+        except OSError:
+            time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGKILL)
+    raise RuntimeError(f"server {args} did not start")
+
+
+async def load(method: str, url: str, headers: dict[str, str], body: bytes | None, n: int,
+               concurrency: int) -> tuple[list[float], float]:
+    latencies: list[float] = []
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(limits=limits, timeout=30) as client:
+        for _ in range(50):  # warm-up: connections, caches, component load
+            r = await client.request(method, url, headers=headers, content=body)
+            assert r.status_code == 200, (url, r.status_code, r.text[:200])
+        remaining = n
+
+        async def worker() -> None:
+            nonlocal remaining
+            while remaining > 0:
+                remaining -= 1
+                t0 = time.perf_counter()
+                r = await client.request(method, url, headers=headers, content=body)
+                latencies.append(time.perf_counter() - t0)
+                if r.status_code != 200:
+                    raise RuntimeError(f"{url}: HTTP {r.status_code} {r.text[:200]}")
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - t0
+    return latencies, n / elapsed
+
+
+def pct(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=100)[int(q) - 1] * 1000 if q < 100 else max(values) * 1000
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=3000)
+    ap.add_argument("--concurrency", type=int, default=16)
+    ap.add_argument("--database-url", default=None, help="default: embedded SQLite")
+    a = ap.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="extgate-bench-gw-") as tmp:
+        data_dir = Path(tmp)
+        info = setup(data_dir, a.database_url)
+        env = {"EXTGATE_DATA_DIR": str(data_dir), "EXTGATE_GATEWAY_RATE_LIMIT_BURST": "1000000",
+               "EXTGATE_GATEWAY_RATE_LIMIT_PER_SECOND": "1000000", "EXTGATE_RUNNER_THREADS": "2"}
+        if a.database_url:
+            env["EXTGATE_DATABASE_URL"] = a.database_url
+        ports = {name: free_port() for name in ("runner", "gateway", "hello")}
+        hello_file = data_dir / "hello_app.py"
+        hello_file.write_text(HELLO_APP)
+        uv = [PY, "-m", "uvicorn", "--log-level", "warning", "--no-access-log"]
+        procs = [
+            serve([str(ROOT / ".venv" / "bin" / "extgate"), "runner", "serve", "--port", str(ports["runner"])],
+                  env, ports["runner"]),
+            serve([*uv, "--port", str(ports["gateway"]), "service.asgi:app"], env, ports["gateway"]),
+            serve([*uv, "--app-dir", str(data_dir), "--port", str(ports["hello"]), "hello_app:app"], env,
+                  ports["hello"]),
+        ]
+        try:
+            gw_url = f"http://127.0.0.1:{ports['gateway']}/api/ext/{info['slug']}/hello"
+            runner_url = f"http://127.0.0.1:{ports['runner']}/v1/execute"
+            hello_url = f"http://127.0.0.1:{ports['hello']}/hello"
+            gw_headers = {"authorization": f"Bearer {info['token']}"}
+            results: dict[str, tuple[list[float], float]] = {}
+            # Interleave rounds so machine noise hits every target alike.
+            for _ in range(2):
+                for name, args in (
+                    ("runner", ("POST", runner_url, info["execute_headers"], info["execute"].encode())),
+                    ("gateway", ("GET", gw_url, gw_headers, None)),
+                    ("hello", ("GET", hello_url, {}, None)),
+                ):
+                    lat, rps = asyncio.run(load(*args, n=a.n // 2, concurrency=a.concurrency))  # type: ignore[arg-type]
+                    prev = results.get(name, ([], 0.0))
+                    results[name] = (prev[0] + lat, prev[1] + rps / 2)
+        finally:
+            for p in procs:
+                os.killpg(p.pid, signal.SIGTERM)
+            for p in procs:
+                try:
+                    p.wait(10)
+                except subprocess.TimeoutExpired:
+                    os.killpg(p.pid, signal.SIGKILL)
+
+    print(f"gateway benchmark: n={a.n} per target, {a.concurrency} concurrent clients, "
+          f"db={'postgresql' if a.database_url else 'sqlite'}, cpus={os.cpu_count()}")
+    print(f"{'target':10} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8}")
+    for name, (lat, rps) in results.items():
+        print(f"{name:10} {pct(lat, 50):8.2f} {pct(lat, 99):8.2f} {rps:8.0f}")
+    g, r, h = results["gateway"], results["runner"], results["hello"]
+    add50, add99 = pct(g[0], 50) - pct(r[0], 50), pct(g[0], 99) - pct(r[0], 99)
+    ratio = g[1] / h[1]
+    print(f"added latency (gateway - runner direct): p50 {add50:.2f} ms (goal <= 1), "
+          f"p99 {add99:.2f} ms (goal <= 5)")
+    print(f"throughput gateway / bare hello: {ratio:.2f}x (goal >= 0.5)")
+
+
+if __name__ == "__main__":
+    main()
