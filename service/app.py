@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 
 from service.api import admin_extensions, admin_installs, audit, debug, gateway, health, policy
 from service.api.errors import install_error_handlers
 from service.api.limits import HeaderLimitMiddleware
+from service.api.request_id import RequestIdMiddleware
 from service.container import ServiceContainer, build_container
 from service.gateway.cors import install_cors
 from service.settings import Settings
@@ -47,15 +47,7 @@ def create_app(settings: Settings | None = None, *, container: ServiceContainer 
     app.state.services = services
     install_error_handlers(app)
 
-    @app.middleware("http")
-    async def request_id(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        # Our own id: a client-supplied x-request-id is not trusted as an audit key.
-        rid = uuid.uuid4().hex
-        request.state.request_id = rid
-        response = await call_next(request)
-        response.headers["x-request-id"] = rid
-        return response
-
+    app.add_middleware(RequestIdMiddleware)
     app.add_middleware(HeaderLimitMiddleware)
     app.include_router(health.router)
     app.include_router(admin_extensions.router)
