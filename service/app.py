@@ -11,6 +11,7 @@ from service.api import admin_extensions, admin_installs, audit, debug, gateway,
 from service.api.errors import install_error_handlers
 from service.api.limits import HeaderLimitMiddleware
 from service.api.request_id import RequestIdMiddleware
+from service.api.schemas import APP_RESPONSES
 from service.container import ServiceContainer, build_container
 from service.gateway.cors import install_cors
 from service.settings import Settings
@@ -43,6 +44,7 @@ def create_app(settings: Settings | None = None, *, container: ServiceContainer 
         version=API_VERSION,
         description="Policy-as-code gateway, audit and sandboxed runner for multi-tenant WebAssembly extensions.",
         lifespan=lifespan,
+        responses=APP_RESPONSES,
     )
     app.state.services = services
     install_error_handlers(app)

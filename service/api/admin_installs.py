@@ -47,7 +47,21 @@ def list_installs(tenant_id: TenantId, admin: Admin) -> list[InstallOut]:
     response_model=InstallOut,
     status_code=201,
     summary="Install an extension for the tenant",
-    responses=error_responses(401, 403, 404, 409, 422),
+    responses={
+        201: {"description": "the new install", "links": {
+            # publish → install → call: the new install id addresses the extension in the gateway.
+            "CallInstalledExtension": {
+                "operationId": "call_extension_get",
+                "parameters": {"extension": "$response.body#/id"},
+                "description": "call the new install through the gateway",
+            },
+            "GetInstall": {
+                "operationId": "get_install",
+                "parameters": {"tenant_id": "$response.body#/tenant_id", "install_id": "$response.body#/id"},
+            },
+        }},
+        **error_responses(401, 403, 404, 409, 422),
+    },
 )
 def create_install(tenant_id: TenantId, body: InstallCreate, admin: Admin) -> InstallOut:
     admin.require(AdminAction.INSTALL_MANAGE, tenant_id)
@@ -76,7 +90,8 @@ def create_install(tenant_id: TenantId, body: InstallCreate, admin: Admin) -> In
     return out
 
 
-@router.get("/{install_id}", response_model=InstallOut, summary="One install", responses=_ERR)
+@router.get("/{install_id}", response_model=InstallOut, summary="One install", responses=_ERR,
+            operation_id="get_install")
 def get_install(tenant_id: TenantId, install_id: InstallId, admin: Admin) -> InstallOut:
     admin.require(AdminAction.INSTALL_READ, tenant_id)
     with admin.services.db.session() as session:

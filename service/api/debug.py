@@ -32,7 +32,8 @@ Level = Literal["debug", "info", "warn", "error"]
 
 
 class DebugSessionCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"extension": "acme.com.acme.tickets", "min_level": "info", "justification": "ticket SUP-1234"}]})
 
     extension: str = Field(min_length=1, max_length=401, description="extension id, slug publisher.name or install id")
     install: str | None = Field(default=None, min_length=1, max_length=64, description="install id (optional)")

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from service.api.deps import Services
-from service.api.schemas import ErrorBody
+from service.api.schemas import RETRY_AFTER, ErrorBody, error_example
 from service.errors import ServiceUnavailable
 
 router = APIRouter(tags=["gateway"])
@@ -18,6 +18,7 @@ router = APIRouter(tags=["gateway"])
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD")
 
 _ERRORS: dict[int, str] = {
+    400: "`bad_request`: an unparseable `content-length`, or the client went away mid-body",
     401: "`unauthenticated`: missing or invalid bearer token",
     403: "`tenant_mismatch` (a tenant header disagrees with the token) or `forbidden` (policy)",
     404: "`extension_not_available` (no active install for the caller's tenant) or `endpoint_not_found`",
@@ -34,8 +35,11 @@ _ERRORS: dict[int, str] = {
 RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"description": "the extension's response: its status, body and allowed headers "
           "(content-type, cache-control, etag, x-ext-*)", "content": {"application/json": {}, "*/*": {}}},
-    **{status: {"model": ErrorBody, "description": text} for status, text in _ERRORS.items()},
+    **{status: {"model": ErrorBody, "description": text, "content": error_example(status, text.split("`")[1])}
+       for status, text in _ERRORS.items()},
 }
+RESPONSES[429]["headers"] = {"retry-after": {**RETRY_AFTER, "required": True}}
+RESPONSES[503]["headers"] = {"retry-after": {**RETRY_AFTER, "description": "with `runner_unavailable`"}}
 
 
 def _endpoint(method: str) -> Any:

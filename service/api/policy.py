@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from service.api.deps import CurrentPrincipal, Services, require
 from service.api.schemas import error_responses  # noqa: E402
@@ -32,6 +32,11 @@ class PolicyRejected(DomainError):
 
 
 class ExplainRequest(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"principal": "acme-viewer", "action": "write", "resource": "acme-crm",
+         "context": {"method": "PUT", "path": "/kv/notes/first", "endpointDeclared": True,
+                     "endpointTemplate": "/kv/:ns/:key"}}]})
+
     principal: str | dict[str, str] = Field(description='e.g. "acme-viewer" or {"type": "User", "id": "..."}')
     action: str = Field(description="read, write, debug.view or an admin action such as audit.read")
     resource: str | dict[str, str] = Field(description='e.g. "acme-crm" or "ExtGate::Tenant::\\"acme\\""')
@@ -42,6 +47,8 @@ class ExplainRequest(BaseModel):
 
 
 class RollbackRequest(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"revision": "sha256:3f2a9c"}]})
+
     revision: str = Field(min_length=4, max_length=80, description="a kept revision or a unique prefix of one")
 
 

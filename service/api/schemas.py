@@ -11,8 +11,29 @@ from service.db.models import Install, InstallConfig, InstallSecrets
 
 
 class ErrorBody(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"error": "forbidden", "detail": {"action": "read"}}]})
+
     error: str = Field(description="stable machine-readable error code", examples=["install_not_found"])
     detail: Any = Field(default=None, description="human-oriented detail; never contains secret values")
+
+
+# A typical code per status, shown as the response example.
+EXAMPLE_CODES = {
+    400: "bad_request", 401: "unauthenticated", 403: "forbidden", 404: "not_found", 409: "version_conflict",
+    413: "payload_too_large", 422: "invalid_request", 429: "rate_limited", 431: "request_header_fields_too_large",
+    502: "bad_gateway", 503: "audit_unavailable", 504: "gateway_timeout",
+}
+RETRY_AFTER = {"description": "seconds to wait before retrying", "schema": {"type": "string", "pattern": "^[0-9]+$"}}
+
+
+def error_example(status: int, code: str | None = None) -> dict[str, Any]:
+    return {"application/json": {"example": {"error": code or EXAMPLE_CODES.get(status, "error")}}}
+
+
+# Answered by middleware before routing, so possible on every operation (declared app-wide).
+APP_RESPONSES: dict[int | str, dict[str, Any]] = {
+    431: {"model": ErrorBody, "description": "headers over 32 KiB or 100 fields", "content": error_example(431)},
+}
 
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
@@ -28,7 +49,10 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         422: "invalid input",
         503: "a dependency (policy engine, audit log) is unavailable",
     }
-    return {s: {"model": ErrorBody, "description": descriptions.get(s, "error")} for s in statuses}
+    return {
+        s: {"model": ErrorBody, "description": descriptions.get(s, "error"), "content": error_example(s)}
+        for s in statuses
+    }
 
 
 class _Strict(BaseModel):
@@ -71,6 +95,11 @@ class PublishOut(BaseModel):
 
 
 class InstallCreate(_Strict):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "extension": "acme.com.acme.tickets", "granted_capabilities": ["cap:context.read", "cap:secrets.get"],
+        "egress_allowlist": ["api.acme.example"],
+    }]})
+
     extension: str = Field(min_length=1, max_length=401, description="extension id or slug publisher.name")
     version: str | None = Field(default=None, max_length=128, description="SemVer; default the latest")
     granted_capabilities: list[str] = Field(max_length=32, description="must be declared by the version")
@@ -79,11 +108,17 @@ class InstallCreate(_Strict):
 
 
 class InstallPatch(_Strict):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"granted_capabilities": ["cap:context.read"]}]})
+
     granted_capabilities: list[str] | None = Field(default=None, max_length=32)
     egress_allowlist: list[str] | None = Field(default=None, max_length=64)
 
 
 class InstallUpgrade(_Strict):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"version": "1.2.0", "approved_capabilities": ["cap:context.read", "cap:storage.kv"]}]})
+
     version: str | None = Field(default=None, max_length=128, description="target SemVer; default the latest")
     approved_capabilities: list[str] | None = Field(
         default=None, max_length=32, description="the complete new grant, when the target asks for more"
@@ -108,6 +143,9 @@ class InstallOut(BaseModel):
 
 
 class ConfigWrite(_Strict):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"values": {"region": "eu", "greeting": "hello"}}]})
+
     values: dict[str, str] = Field(description="the complete config map (replaces the current one)")
     expected_version: str | None = Field(
         default=None, max_length=36, description="refuse with 409 if the current version differs"
@@ -128,6 +166,9 @@ class ConfigOut(BaseModel):
 
 
 class SecretsWrite(_Strict):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"secrets": {"api_key": "<the secret value>", "old_token": None}, "expires_at": "2027-01-01T00:00:00Z"}]})
+
     secrets: dict[str, str | None] = Field(description="keys to set; null deletes a key")
     expires_at: datetime | None = Field(default=None, description="optional expiry of the whole envelope")
 

@@ -22,3 +22,21 @@ def test_every_operation_declares_errors_and_security():
             codes = set(op["responses"])
             assert "401" in codes, (method, path)
             assert op.get("security"), (method, path)
+
+
+def test_error_responses_have_examples_and_retry_after() -> None:
+    doc = generate()
+    schemas = doc["components"]["schemas"]
+    for path, ops in doc["paths"].items():
+        for method, op in ops.items():
+            assert "431" in op["responses"], (method, path)  # the header-size guard answers before routing
+            for status, resp in op["responses"].items():
+                media = resp.get("content", {}).get("application/json", {})
+                if media.get("schema", {}).get("$ref", "").endswith("/ErrorBody"):
+                    assert media.get("example", {}).get("error"), (method, path, status)
+            body = op.get("requestBody", {}).get("content", {}).get("application/json")
+            if body is not None:
+                ref = body["schema"]["$ref"].rsplit("/", 1)[-1]
+                assert schemas[ref].get("examples"), (method, path, ref)
+            if path.startswith("/api/ext/"):
+                assert op["responses"]["429"]["headers"]["retry-after"]["required"] is True
