@@ -6,6 +6,9 @@ hold no per-request state, so one is shared by all requests for that content has
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
 import threading
 import time
 from collections import OrderedDict
@@ -18,6 +21,8 @@ from wasmtime.component import Component
 
 from runner.compiler import artifact_path
 from runner.engine import EngineOptions
+
+log = logging.getLogger("extgate.runner")
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -83,11 +88,39 @@ class ComponentCache:
         if not path.is_file():
             raise ComponentNotCompiledError(content_hash)
         component = Component.deserialize_file(self._engine, str(path))
+        with contextlib.suppress(OSError):
+            os.utime(path)  # recency survives a restart: `warm` loads the newest first
+        self._insert(content_hash, component)
+        return component
+
+    def _insert(self, content_hash: str, component: Component) -> None:
         with self._lock:
             self._data[content_hash] = component
             while len(self._data) > self._max:
                 self._data.popitem(last=False)
-        return component
+
+    def warm(self, limit: int) -> list[str]:
+        """Deserialize the most recently used artifacts on disk (at most `limit`, and never
+        more than the cache holds), so the first requests after a restart skip that cost.
+        Unreadable or stale artifacts are skipped: `get` reports them when asked."""
+        directory = artifact_path(self._dir, "sha256:" + "0" * 64, self._options).parent
+        try:
+            candidates = sorted(directory.glob("*.cwasm"), key=lambda p: p.stat().st_mtime, reverse=True)
+        except OSError:
+            return []
+        loaded: list[str] = []
+        # Oldest of the chosen first, so the most recently used ends up most recent in the LRU.
+        for path in reversed(candidates[: max(0, min(limit, self._max))]):
+            content_hash = "sha256:" + path.stem
+            if content_hash in self:
+                continue
+            try:
+                self._insert(content_hash, Component.deserialize_file(self._engine, str(path)))
+            except Exception:  # noqa: BLE001 - a bad artifact must not stop the process starting
+                log.warning("could not warm %s", path.name, exc_info=True)
+                continue
+            loaded.append(content_hash)
+        return loaded
 
     def __contains__(self, content_hash: str) -> bool:
         with self._lock:

@@ -393,6 +393,12 @@ class Runner:
             self._config_cache.put(key, items)
         return items
 
+    def warm(self) -> list[str]:
+        """Load the most recently used compiled components (`runner_warm_components`) into
+        the cache; processes call it at start so a restart costs no first-request load."""
+        n = self.settings.runner_warm_components
+        return self.components.warm(n) if n > 0 else []
+
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
         self.http_client.close()

@@ -43,6 +43,9 @@ class RunnerSettings(BaseSettings):
     # engine
     runner_fuel: bool = False
     runner_component_cache_size: int = 32
+    # At start, deserialize this many of the most recently used compiled components (0: off),
+    # so the first request after a restart does not pay for loading its artifact.
+    runner_warm_components: int = 8
 
     # per-request limits (request values are clamped to the maxima)
     runner_default_timeout_ms: int = 10_000

@@ -1,5 +1,19 @@
 """ASGI entry point for uvicorn (`service.asgi:app`), configured from the environment."""
 
+import threading
+
 from service.app import create_app
+from service.gateway.transport import InProcessTransport
 
 app = create_app()
+
+
+def _warm_embedded_runner() -> None:
+    # The embedded runner loads recently used components in the background, so a restart
+    # does not make the first calls pay for it (remote runners warm themselves).
+    transport = getattr(getattr(app.state.services, "gateway", None), "transport", None)
+    if isinstance(transport, InProcessTransport):
+        transport.runner.warm()
+
+
+threading.Thread(target=_warm_embedded_runner, name="extgate-warm", daemon=True).start()

@@ -67,4 +67,6 @@ def create_app(runner: Runner, token: str) -> FastAPI:
 def create_app_from_env() -> FastAPI:
     """uvicorn factory for `extgate runner serve` (one Runner per worker process)."""
     settings = RunnerSettings()
-    return create_app(Runner(settings), settings.service_token())
+    runner = Runner(settings)
+    runner.warm()  # before accepting requests: the first one after a restart finds its component loaded
+    return create_app(runner, settings.service_token())

@@ -73,3 +73,36 @@ def test_import_allowlist(name: str, ok: bool) -> None:
 def test_artifact_key_includes_engine_config(tmp_path: Path) -> None:
     h = "sha256:" + "a" * 64
     assert artifact_path(tmp_path, h) != artifact_path(tmp_path, h, EngineOptions(consume_fuel=True))
+
+
+def test_warm_loads_most_recently_used_artifacts(tmp_path: Path) -> None:
+    """A restarted process loads the newest artifacts up front (bounded), skipping bad ones;
+    `get` then serves them without deserializing again."""
+    import os
+
+    from runner.cache import ComponentCache
+    from runner.engine import get_engine
+
+    options = EngineOptions()
+    hashes = []
+    for i, name in enumerate(("echo", "faults")):
+        data = wat_bytes(name)
+        h = compile_component(data, tmp_path, content_hash=hash_of(data)).content_hash
+        os.utime(artifact_path(tmp_path, h, options), (1000 + i, 1000 + i))  # faults is the newest
+        hashes.append(h)
+    broken = artifact_path(tmp_path, "sha256:" + "f" * 64, options)
+    broken.write_bytes(b"not an artifact")
+    os.utime(broken, (10, 10))  # the oldest
+
+    engine = get_engine(options).engine
+    assert ComponentCache(engine, tmp_path, options, max_entries=8).warm(0) == []
+    assert ComponentCache(engine, tmp_path, options, max_entries=8).warm(1) == [hashes[1]]
+    cache = ComponentCache(engine, tmp_path, options, max_entries=8)
+    assert cache.warm(10) == [hashes[0], hashes[1]]  # oldest first; the broken one is skipped
+    assert hashes[0] in cache and hashes[1] in cache
+    # the cache's bound wins over the requested count
+    assert ComponentCache(engine, tmp_path, options, max_entries=1).warm(5) == [hashes[1]]
+    for h in hashes:
+        artifact_path(tmp_path, h, options).unlink()  # served from memory from now on
+    assert cache.get(hashes[0]) is not None and cache.get(hashes[1]) is not None
+    assert ComponentCache(engine, tmp_path / "missing", options).warm(5) == []
