@@ -17,7 +17,7 @@ from typing import Any
 
 import cedarpy
 
-from service.policy.model import ACTION_TYPE, PolicyInfo
+from service.policy.model import ACTION_TYPE, INSTALL_TYPE, PolicyInfo
 from service.policy.source import BundleError, BundleSource, Problem
 from service.policy.textscan import find_id_line, split_statements
 
@@ -114,6 +114,11 @@ def validate_file(name: str, text: str, schema: cedarpy.Schema) -> list[Problem]
     return problems
 
 
+# (action, resource type, resource id if a policy names it, principal if a policy names it,
+#  slug: a named one, "" for any other, None when not known)
+SliceKey = tuple[str, str, str | None, tuple[str, str] | None, str | None]
+
+
 @dataclass(frozen=True)
 class Bundle:
     """A compiled, validated bundle. Immutable; shared by every request until swapped."""
@@ -122,11 +127,12 @@ class Bundle:
     schema: cedarpy.Schema
     policies: dict[str, PolicyInfo]
     loaded_at: float = field(default_factory=time.time)
-    _slices: dict[tuple[str, str, str | None, tuple[str, str] | None], cedarpy.PolicySet] = field(
+    _slices: dict[SliceKey, cedarpy.PolicySet] = field(
         default_factory=dict, repr=False, compare=False
     )
     _scoped: frozenset[tuple[str, str]] = field(default=frozenset(), repr=False, compare=False)
     _scoped_principals: frozenset[tuple[str, str]] = field(default=frozenset(), repr=False, compare=False)
+    _scoped_slugs: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @property
@@ -138,19 +144,24 @@ class Bundle:
         return build_policy_set(chosen.values())
 
     def _slice_key(
-        self, action: str, resource: tuple[str, str], principal: tuple[str, str] | None
-    ) -> tuple[str, str, str | None, tuple[str, str] | None]:
+        self, action: str, resource: tuple[str, str], principal: tuple[str, str] | None, slug: str | None
+    ) -> SliceKey:
         rid = resource[1] if resource in self._scoped else None
         pkey = principal if principal in self._scoped_principals else None
-        return (action, resource[0], rid, pkey)
+        # Known slug: named by a policy, or "" for every slug no policy names. None: unknown.
+        skey = None if slug is None else (slug if slug in self._scoped_slugs else "")
+        return (action, resource[0], rid, pkey, skey)
 
     def slice_for(
-        self, action: str, resource_type: str, resource_id: str, principal: tuple[str, str] | None = None
+        self, action: str, resource_type: str, resource_id: str, principal: tuple[str, str] | None = None,
+        slug: str | None = None,
     ) -> cedarpy.PolicySet:
         """The policies that can apply to (action, resource, principal): built once, then reused.
 
-        `principal` is (type, id); None means "a principal no policy names by id"."""
-        key = self._slice_key(action, (resource_type, resource_id), principal)
+        `principal` is (type, id); None means "a principal no policy names by id". `slug` is
+        the resource's `slug` attribute when the caller built the entity itself (None: not
+        known, so slug-guarded policies are all kept)."""
+        key = self._slice_key(action, (resource_type, resource_id), principal, slug)
         found = self._slices.get(key)
         if found is not None:
             return found
@@ -162,13 +173,15 @@ class Bundle:
             return found
 
     def slice_ids(
-        self, action: str, resource_type: str, resource_id: str, principal: tuple[str, str] | None = None
+        self, action: str, resource_type: str, resource_id: str, principal: tuple[str, str] | None = None,
+        slug: str | None = None,
     ) -> list[str]:
-        return self._ids_for(self._slice_key(action, (resource_type, resource_id), principal))
+        return self._ids_for(self._slice_key(action, (resource_type, resource_id), principal, slug))
 
-    def _ids_for(self, key: tuple[str, str, str | None, tuple[str, str] | None]) -> list[str]:
-        action, rtype, rid, principal = key
-        return [p.id for p in self.policies.values() if applies(p.est, action, rtype, rid, principal)]
+    def _ids_for(self, key: SliceKey) -> list[str]:
+        action, rtype, rid, principal, slug = key
+        return [p.id for p in self.policies.values()
+                if applies(p.est, action, rtype, rid, principal) and slug_may_match(p.est, rtype, slug)]
 
 
 def build_policy_set(policies: Iterable[PolicyInfo]) -> cedarpy.PolicySet:
@@ -179,6 +192,48 @@ def build_policy_set(policies: Iterable[PolicyInfo]) -> cedarpy.PolicySet:
 
 def _entity_matches(entity: dict[str, Any], etype: str, eid: str | None) -> bool:
     return entity.get("type") == etype and (eid is None or entity.get("id") == eid)
+
+
+def slug_guard(est: dict[str, Any]) -> str | None:
+    """The literal of a policy whose conditions start with `resource.slug == "<literal>"`
+    and whose resource scope is Install (`is` or `==`), else None.
+
+    Such a policy cannot apply to an install with another slug, and leaving it out of that
+    slice changes no decision: the schema requires `slug` on every Install, so the guard
+    evaluates without error, and Cedar evaluates the conditions left to right, joined by
+    `&&`, so nothing after a false guard runs (an error there could not turn into a deny).
+    """
+    res = est.get("resource", {})
+    if res.get("op") == "is":
+        rtype = res.get("entity_type")
+    elif res.get("op") == "==":
+        rtype = res.get("entity", {}).get("type")
+    else:
+        return None
+    if rtype != INSTALL_TYPE or "in" in res:
+        return None
+    conditions = est.get("conditions") or []
+    if not conditions or conditions[0].get("kind") != "when":
+        return None
+    expr = conditions[0].get("body", {})
+    while isinstance(expr, dict) and "&&" in expr:
+        expr = expr["&&"].get("left", {})  # the first conjunct is evaluated first
+    eq = expr.get("==") if isinstance(expr, dict) else None
+    if not isinstance(eq, dict):
+        return None
+    for attr, lit in ((eq.get("left"), eq.get("right")), (eq.get("right"), eq.get("left"))):
+        if (isinstance(attr, dict) and isinstance(lit, dict) and attr.get(".", {}).get("attr") == "slug"
+                and attr["."].get("left") == {"Var": "resource"} and isinstance(lit.get("Value"), str)):
+            return str(lit["Value"])
+    return None
+
+
+def slug_may_match(est: dict[str, Any], resource_type: str, slug: str | None) -> bool:
+    """False only when the policy is slug-guarded and the (known) slug is another one."""
+    if slug is None or resource_type != INSTALL_TYPE:
+        return True
+    guard = slug_guard(est)
+    return guard is None or guard == slug
 
 
 def applies(
@@ -257,6 +312,7 @@ def check(source: BundleSource) -> tuple[Bundle | None, list[Problem]]:
         infos,
         _scoped=_scoped_uids(policies, "resource"),
         _scoped_principals=_scoped_uids(policies, "principal"),
+        _scoped_slugs=frozenset(g for g in (slug_guard(p.est) for p in policies) if g is not None),
     )
     return bundle, []
 

@@ -137,10 +137,15 @@ class PolicyEngine:
         entities: cedarpy.Entities,
         *,
         sliced: bool = True,
+        resource_slug: str | None = None,
     ) -> Decision:
-        """Evaluate one request (already-built entities). Errors => deny."""
+        """Evaluate one request (already-built entities). Errors => deny.
+
+        `resource_slug`: the Install entity's `slug` in `entities`, when the caller built them
+        (lets the slice leave out policies guarded on other slugs); None when not known."""
         if sliced:
-            policies = self.bundle.slice_for(action, resource.type, resource.id, (principal.type, principal.id))
+            policies = self.bundle.slice_for(action, resource.type, resource.id, (principal.type, principal.id),
+                                             resource_slug)
         else:
             policies = self.full_policy_set
         request = {
@@ -179,12 +184,13 @@ class PolicyEngine:
         action: str,
         resource: EntityRef,
         context: dict[str, Any] | str,
+        resource_slug: str | None = None,
     ) -> Decision:
         try:
             entities = self._cached_entities(key, build)
         except EntitiesError as exc:  # the bundle's schema does not fit our facts: deny
             return self._to_decision(action, cedar_call.RawResult("NoDecision", [], [str(exc)]))
-        return self.decide(principal, action, resource, context, entities)
+        return self.decide(principal, action, resource, context, entities, resource_slug=resource_slug)
 
     def decide_invoke(
         self,
@@ -203,6 +209,7 @@ class PolicyEngine:
             invoke_action(http_method),
             EntityRef(INSTALL_TYPE, install.install_id),
             invoke_context(http_method, endpoint, path),
+            install.slug,
         )
 
     def decide_debug_view(
@@ -216,6 +223,7 @@ class PolicyEngine:
             DEBUG_VIEW,
             EntityRef(INSTALL_TYPE, install.install_id),
             debug_context(counts, justification),
+            install.slug,
         )
 
     def decide_admin(self, principal: Principal, action: str, *, tenant_id: str | None) -> Decision:

@@ -20,6 +20,7 @@ from service.policy.model import (
     DebugCounts,
     EndpointMatch,
     EntityRef,
+    InstallFacts,
 )
 from service.policy.source import BundleSource
 from tests.policy.conftest import install, user
@@ -178,6 +179,81 @@ def test_slices_are_smaller_and_resource_scoped(edit: Callable[..., BundleSource
     editor = user("e", "acme", "editor")
     assert not engine.decide_invoke(editor, install("acme", "frozen"), "GET", DECLARED).allowed
     assert engine.decide_invoke(editor, install("acme", "other"), "GET", DECLARED).allowed
+
+
+SLUG_GUARDED = """
+@id("slug.first")
+@reason("guard first: indexed")
+forbid (principal, action, resource is ExtGate::Install)
+when { resource.slug == "blocked.one" && principal.tenant == resource.tenant };
+
+@id("slug.literal-left")
+@reason("literal on the left: indexed")
+forbid (principal, action == ExtGate::Action::"write", resource is ExtGate::Install)
+when { "blocked.two" == resource.slug };
+
+@id("slug.second")
+@reason("guard second: not indexed")
+forbid (principal, action, resource is ExtGate::Install)
+when { resource.enabled && resource.slug == "blocked.three" };
+
+@id("slug.unscoped")
+@reason("resource not scoped to Install: not indexed")
+forbid (principal, action == ExtGate::Action::"read", resource)
+when { resource is ExtGate::Install && resource.slug == "blocked.four" };
+
+@id("slug.unless-first")
+@reason("an unless clause first: not indexed")
+forbid (principal, action, resource is ExtGate::Install)
+unless { principal.tenant == ExtGate::Tenant::"nobody" }
+when { resource.slug == "blocked.five" };
+
+@id("slug.permit")
+@reason("a permit guarded on a slug")
+permit (principal, action == ExtGate::Action::"write", resource is ExtGate::Install)
+when { resource.slug == "open.six" && principal.tenant == resource.tenant };
+"""
+
+
+def test_slug_guarded_policies_are_sliced_by_slug(edit: Callable[..., BundleSource]) -> None:
+    from service.policy.bundle import slug_guard
+
+    bundle = compile_bundle(edit({"slugs.cedar": SLUG_GUARDED}))
+    guards = {pid: slug_guard(p.est) for pid, p in bundle.policies.items() if pid.startswith("slug.")}
+    assert guards == {"slug.first": "blocked.one", "slug.literal-left": "blocked.two", "slug.second": None,
+                      "slug.unscoped": None, "slug.unless-first": None, "slug.permit": "open.six"}
+    other = bundle.slice_ids("write", INSTALL_TYPE, "i", slug="some.other")
+    assert {"slug.first", "slug.literal-left", "slug.permit"}.isdisjoint(other)
+    assert {"slug.second", "slug.unless-first"} <= set(other)  # not provably irrelevant: kept
+    assert "slug.first" in bundle.slice_ids("write", INSTALL_TYPE, "i", slug="blocked.one")
+    assert "slug.permit" in bundle.slice_ids("write", INSTALL_TYPE, "i", slug="open.six")
+    unknown = bundle.slice_ids("write", INSTALL_TYPE, "i")  # slug not known: everything that may apply
+    assert {"slug.first", "slug.literal-left", "slug.permit"} <= set(unknown)
+
+    # Sliced and unsliced evaluation agree for every slug, role and method.
+    engine = PolicyEngine(bundle)
+    full = engine.full_policy_set
+    slugs = ["blocked.one", "blocked.two", "blocked.three", "blocked.four", "blocked.five", "open.six", "pub.ext"]
+    checked = 0
+    for slug in slugs:
+        facts = InstallFacts("acme", "acme-" + slug, "ext-1", slug, frozenset({"cap:debug.logs"}), True)
+        for who in (user("v", "acme", "viewer"), user("e", "acme", "editor"), user("x", "globex", "editor")):
+            for method in ("GET", "POST"):
+                sliced = engine.decide_invoke(who, facts, method, DECLARED)
+                object.__setattr__(engine.bundle, "slice_for", lambda *a, **k: full)
+                try:
+                    unsliced = engine.decide_invoke(who, facts, method, DECLARED)
+                finally:
+                    object.__delattr__(engine.bundle, "slice_for")
+                assert (sliced.allowed, sliced.policy_ids) == (unsliced.allowed, unsliced.policy_ids), (slug, who)
+                checked += 1
+    assert checked == 42
+    # and the guards decide what they say
+    editor = user("e", "acme", "editor")
+    blocked = InstallFacts("acme", "b1", "ext-1", "blocked.one", frozenset(), True)
+    assert engine.decide_invoke(editor, blocked, "GET", DECLARED).policy_ids == ("slug.first",)
+    viewer_on_open = InstallFacts("acme", "o6", "ext-1", "open.six", frozenset(), True)
+    assert engine.decide_invoke(user("v", "acme", "viewer"), viewer_on_open, "POST", DECLARED).allowed
 
 
 def test_principal_scoped_policies_only_in_their_principals_slice(edit: Callable[..., BundleSource]) -> None:
