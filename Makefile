@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 
-.PHONY: run test lint policy-check examples fuzz bench clean help install
+.PHONY: run test lint policy-check examples fuzz bench clean help install browser
 
 help:
 	@echo "make run    - set up and serve the gateway on 127.0.0.1:8000 (embedded defaults, demo data)"
@@ -23,6 +23,14 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The console's browser tests drive Debian's chromium (Playwright cannot download browsers here).
+CHROMIUM ?= /usr/bin/chromium
+browser:
+	@test -x $(CHROMIUM) || { \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; }
+
 run: $(STAMP)
 	$(BIN)/extgate demo serve
 
@@ -30,7 +38,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check service runner audit tests bench examples sdk
 	$(BIN)/mypy service runner audit
 
-test: $(STAMP) policy-check lint
+test: $(STAMP) policy-check lint browser
 	$(BIN)/extgate openapi export --check
 	$(BIN)/pytest -q
 

@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from service.api import admin_extensions, admin_installs, audit, debug, gateway, health, policy
+from service.api import admin_extensions, admin_installs, audit, console, debug, gateway, health, policy
 from service.api.errors import install_error_handlers
 from service.api.limits import HeaderLimitMiddleware
 from service.api.request_id import RequestIdMiddleware
@@ -58,6 +58,7 @@ def create_app(settings: Settings | None = None, *, container: ServiceContainer 
     app.include_router(audit.router)
     app.include_router(gateway.router)
     app.include_router(debug.router)
+    app.include_router(console.router)  # /console: the web console (not in the OpenAPI document)
     if services.gateway is not None:
         # Added last, so outermost: preflights are answered before (and without) authentication.
         install_cors(app, services.gateway.settings)

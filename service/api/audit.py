@@ -20,13 +20,14 @@ from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query
-from fastapi.responses import StreamingResponse
-from pydantic import BaseModel
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, Field
 
 from audit.log import NotCheckpointedError, NotFoundError, RecordFilter
 from audit.records import parse_time_us
 from service.api.deps import CurrentPrincipal, Services, require
-from service.api.schemas import error_responses
+from service.api.schemas import RETRY_AFTER, ErrorBody, error_example, error_responses
+from service.audit_verification import VerificationBusy, redact_for_tenant, verify_audit_log
 from service.auth.tokens import TENANT_ID_RE
 from service.authz import AdminAction
 from service.errors import Conflict, InvalidInput, NotFound, ServiceUnavailable
@@ -86,6 +87,40 @@ class PublicKeyOut(BaseModel):
 class PublicKeysOut(BaseModel):
     origin: str
     keys: list[PublicKeyOut]
+
+
+class FindingOut(BaseModel):
+    kind: str
+    seq: int
+    seq_end: int | None = None
+    detail: str | None = Field(default=None, description="omitted for tenant auditors (it names server files)")
+
+
+class CountOut(BaseModel):
+    valid: int
+    total: int
+
+
+class VerifyOut(BaseModel):
+    """What `extgate audit verify --json` prints."""
+
+    status: str = Field(description="ok, or the worst problem found")
+    exit_code: int
+    first_bad_seq: int | None
+    first_bad_kind: str | None
+    findings: list[FindingOut]
+    warnings: list[str]
+    records: int
+    head_size: int | None
+    checkpoints: CountOut
+    exported_checkpoints: CountOut
+    signed_size: int
+    anchored_size: int
+    unanchored_records: int
+    tail_oldest_us: int | None
+    elapsed_seconds: float
+    records_per_second: int | None
+    redacted: bool = Field(default=False, description="true when finding details were withheld")
 
 
 _ERR = error_responses(401, 403, 404, 422)
@@ -285,6 +320,33 @@ def export_records(
             yield record.body + b"\n"
 
     return StreamingResponse(lines(), media_type="application/x-ndjson")
+
+
+@router.post(
+    "/verify",
+    response_model=VerifyOut,
+    summary="Verify the whole log now (leaves, roots, checkpoint signatures, contiguity)",
+    responses={
+        **error_responses(401, 403, 503),
+        429: {"model": ErrorBody, "description": "`verification_in_progress`: one runs at a time per process",
+              "content": error_example(429, "verification_in_progress"),
+              "headers": {"retry-after": {**RETRY_AFTER, "required": True}}},
+    },
+)
+def verify(principal: CurrentPrincipal, services: Services) -> Any:
+    """Runs what `extgate audit verify` runs, in this process. Tenant auditors get the status,
+    counts and positions of problems; callers who may read every tenant's records (platform
+    auditors) also get each finding's wording."""
+    require(services, principal, AdminAction.AUDIT_READ, principal.tenant)
+    log = _log(services)
+    try:
+        report = verify_audit_log(log)
+    except VerificationBusy:
+        return JSONResponse({"error": "verification_in_progress",
+                             "detail": {"message": "a verification is already running; retry shortly"}},
+                            status_code=429, headers={"retry-after": "2"})
+    full = services.authorizer.authorize_admin(principal, AdminAction.AUDIT_READ, tenant_id=ALL_TENANTS).allowed
+    return JSONResponse(report if full else redact_for_tenant(report), headers={"cache-control": "no-store"})
 
 
 @router.get("/public-key", response_model=PublicKeysOut, summary="Checkpoint signing keys")

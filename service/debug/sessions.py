@@ -93,7 +93,7 @@ class DebugSessions:
         justification = (req.justification or "").strip()
         if tenant != principal.tenant and not principal.is_platform_admin:
             # Refused before any lookup: whether another tenant's install exists is not ours to say.
-            self._audit_denial(principal, tenant, None, req, ("tenancy.debug-same-tenant",), "")
+            self._audit_denial(principal, tenant, None, req, ("tenancy.debug-same-tenant",), "", request_id)
             raise Forbidden({"message": "not allowed to debug.view", "action": "debug.view"})
         ref = req.install or req.extension
         facts, _version = self._facts(tenant, ref)
@@ -109,7 +109,7 @@ class DebugSessions:
         counts = DebugCounts(tenant_n, s.max_sessions_per_tenant, stream_n, s.max_viewers_per_stream)
         decision = self._decide(principal, facts, counts, justification)
         if not decision.allowed:
-            self._audit_denial(principal, tenant, facts, req, decision.policy_ids, decision.revision)
+            self._audit_denial(principal, tenant, facts, req, decision.policy_ids, decision.revision, request_id)
             raise Forbidden({"message": "not allowed to debug.view", "action": "debug.view",
                              "reasons": list(decision.reasons)})
         grant = SessionGrant(
@@ -199,14 +199,14 @@ class DebugSessions:
             log.error("audit append failed for %s: %s", DEBUG_SESSION_END, type(exc).__name__)
 
     def _audit_denial(self, principal: Principal, tenant: str, facts: InstallFacts | None, req: OpenRequest,
-                      policy_ids: tuple[str, ...], revision: str) -> None:
+                      policy_ids: tuple[str, ...], revision: str, request_id: str | None = None) -> None:
         if self.audit is None:
             return
         event = AuditEvent(
             action="debug_session.deny", outcome="deny", tenant_id=tenant,
             actor=Actor.from_principal(principal, auth="jwt"),
             resource=f"install:{facts.install_id}/debug" if facts else None,
-            policy_ids=tuple(policy_ids), policy_revision=revision or None,
+            policy_ids=tuple(policy_ids), policy_revision=revision or None, request_id=request_id,
             details={"extension": req.extension[:200], "justification": (req.justification or "").strip() or None},
         )
         try:

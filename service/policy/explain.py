@@ -17,6 +17,7 @@ from typing import Any
 
 import cedarpy
 
+from service.debug.config import DebugSessionSettings
 from service.policy import cedar_call
 from service.policy.bundle import applies
 from service.policy.engine import PolicyEngine
@@ -212,6 +213,10 @@ def explain(
     return Explanation(decision, principal, action, resource, context, determining, tuple(candidates))
 
 
+# The limits a debug session is decided with when the caller gives none: the service's defaults.
+_DEBUG_DEFAULTS = DebugSessionSettings.model_construct()
+
+
 def default_context(action: str) -> dict[str, Any]:
     """A complete context for `action`, so a person asking only states what differs."""
     if action in ("read", "write"):
@@ -220,9 +225,9 @@ def default_context(action: str) -> dict[str, Any]:
     if action == "debug.view":
         return {
             "tenantSessions": 0,
-            "tenantSessionLimit": 5,
+            "tenantSessionLimit": _DEBUG_DEFAULTS.max_sessions_per_tenant,
             "streamSessions": 0,
-            "streamSessionLimit": 3,
+            "streamSessionLimit": _DEBUG_DEFAULTS.max_viewers_per_stream,
             "justification": "",
             "justificationLength": 0,
         }

@@ -72,6 +72,10 @@ def test_refusals(env) -> None:  # type: ignore[no-untyped-def]
         assert httpx.get(ticket_url, timeout=10).status_code == 401
     denials = env.audit_records("debug_session.deny")
     assert {d["tenant"] for d in denials} >= {TENANT, NO_DEBUG_TENANT, OTHER}
+    # each denial names the refused call's request id (x-request-id of the 403)
+    refused = env.open("viewer")
+    assert refused.status_code == 403
+    assert refused.headers["x-request-id"] in {d.get("request_id") for d in env.audit_records("debug_session.deny")}
 
 
 def test_cross_tenant_session_is_audited(env) -> None:  # type: ignore[no-untyped-def]
