@@ -18,7 +18,10 @@ def _sqlite_engine(url: str) -> Engine:
     parsed = make_url(url)
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+    # Pool sized for the request thread pool: connections that overflow it are closed on
+    # return and reopened (with their PRAGMAs) on the next burst.
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
+                           pool_size=20, max_overflow=40)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -33,8 +36,12 @@ def _sqlite_engine(url: str) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        # Writers serialize at BEGIN instead of failing on lock upgrade mid-transaction.
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # Writers serialize at BEGIN instead of failing on lock upgrade mid-transaction;
+        # read-only work (Database.reader) takes no write lock and reads a WAL snapshot.
+        if conn.get_execution_options().get("extgate_read_only"):
+            conn.exec_driver_sql("BEGIN")
+        else:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
 

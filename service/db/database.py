@@ -14,10 +14,17 @@ from sqlmodel import Session
 
 from service.db.backends import engine_for_url
 
+# Execution option marking a read-only unit of work (see `Database.reader`).
+READ_ONLY = "extgate_read_only"
+
 
 class Database:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        # Same pool; on SQLite its transactions start with a deferred BEGIN, so hot-path
+        # reads (the gateway's install lookups) run beside writers under WAL instead of
+        # queueing for the write lock that BEGIN IMMEDIATE takes.
+        self.reader: Engine = engine.execution_options(**{READ_ONLY: True})
 
     @property
     def dialect(self) -> str:

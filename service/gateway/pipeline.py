@@ -275,7 +275,7 @@ class Gateway:
                     raise GatewayError(403, "tenant_mismatch")
 
         # 2. the tenant's active install
-        info = find_install(services.db.engine, principal.tenant, extension)
+        info = find_install(services.db.reader, principal.tenant, extension)
         if info is None:
             self._submit(AuditEvent(
                 action="gateway.decision", outcome="deny", tenant_id=principal.tenant, actor=actor,
@@ -377,7 +377,7 @@ class Gateway:
     ) -> tuple[Response, StoredResponse | None]:
         info = auth.install
         try:
-            material = await run_in_threadpool(load_material, self.services.db.engine, info)
+            material = await run_in_threadpool(load_material, self.services.db.reader, info)
         except InstallChanged:
             finish(503, "install_changed", "policy_denied")
             raise _unavailable() from None

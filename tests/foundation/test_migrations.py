@@ -40,3 +40,28 @@ def test_timestamps_come_back_timezone_aware(tmp_path, database_url):
         assert ext.created_at.tzinfo is not None and ext.created_at.utcoffset().total_seconds() == 0
     finally:
         c.close()
+
+
+def test_sqlite_reader_does_not_wait_for_the_write_lock(tmp_path):  # type: ignore[no-untyped-def]
+    """Writers take the lock at BEGIN (IMMEDIATE); `Database.reader` reads a WAL snapshot
+    beside an open write transaction instead of queueing behind it."""
+    import time
+
+    from sqlalchemy import text
+
+    from service.db import create_database
+
+    db = create_database(f"sqlite:///{tmp_path / 'r.db'}")
+    with db.engine.begin() as conn:
+        conn.execute(text("CREATE TABLE t (v INTEGER)"))
+        conn.execute(text("INSERT INTO t VALUES (1)"))
+    with db.engine.connect() as writer:
+        writer.execute(text("INSERT INTO t VALUES (2)"))  # BEGIN IMMEDIATE: holds the write lock
+        started = time.monotonic()
+        with db.reader.connect() as reader:
+            assert reader.execute(text("SELECT count(*) FROM t")).scalar() == 1  # the committed snapshot
+        assert time.monotonic() - started < 5  # a writer-style BEGIN would wait busy_timeout (30 s)
+        writer.commit()
+    with db.reader.connect() as reader:
+        assert reader.execute(text("SELECT count(*) FROM t")).scalar() == 2
+    db.dispose()
