@@ -8,8 +8,11 @@ tenant: the tenant is the token's `tenant` claim.
 
 from __future__ import annotations
 
+import hashlib
 import re
+import threading
 import time
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -50,9 +53,41 @@ def _load_public_keys(spec: str) -> list[tuple[str, Any]]:
     return keys
 
 
+class _VerifiedTokens:
+    """Tokens whose signature and claims already checked out, keyed by their SHA-256, until
+    their `exp` (+ leeway). A token is immutable and its signature covers every claim, so
+    the same bytes always verify to the same principal; only time can change the answer,
+    and the expiry is checked on every hit. Bounded; failures are never cached."""
+
+    def __init__(self, max_entries: int = 4096) -> None:
+        self._max = max_entries
+        self._items: OrderedDict[bytes, tuple[Principal, float, float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, digest: bytes, now: float) -> Principal | None:
+        with self._lock:
+            hit = self._items.get(digest)
+            if hit is None:
+                return None
+            principal, not_before, expires = hit
+            if not not_before <= now < expires:
+                del self._items[digest]
+                return None
+            self._items.move_to_end(digest)
+            return principal
+
+    def put(self, digest: bytes, principal: Principal, not_before: float, expires: float) -> None:
+        with self._lock:
+            self._items[digest] = (principal, not_before, expires)
+            self._items.move_to_end(digest)
+            while len(self._items) > self._max:
+                self._items.popitem(last=False)
+
+
 class TokenVerifier:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
+        self._verified = _VerifiedTokens()
         self._keys: list[tuple[str, Any]] = []
         if settings.jwt_public_keys:
             self._keys.extend(_load_public_keys(settings.jwt_public_keys))
@@ -66,6 +101,19 @@ class TokenVerifier:
     def verify(self, token: str) -> Principal:
         if not token or len(token) > MAX_TOKEN_BYTES:
             raise AuthenticationError("token missing or oversized")
+        digest = hashlib.sha256(token.encode()).digest()
+        now = time.time()
+        cached = self._verified.get(digest, now)
+        if cached is not None:
+            return cached
+        principal, claims = self._verify(token)
+        leeway = self._settings.jwt_leeway_seconds
+        nbf = claims.get("nbf")
+        not_before = float(nbf) - leeway if isinstance(nbf, int | float) else float("-inf")
+        self._verified.put(digest, principal, not_before, float(claims["exp"]) + leeway)
+        return principal
+
+    def _verify(self, token: str) -> tuple[Principal, dict[str, Any]]:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:
@@ -87,7 +135,7 @@ class TokenVerifier:
                     issuer=self._settings.jwt_issuer,
                     leeway=self._settings.jwt_leeway_seconds,
                 )
-                return principal_from_claims(claims)
+                return principal_from_claims(claims), claims
             except jwt.InvalidSignatureError as exc:
                 last = exc
             except jwt.PyJWTError as exc:

@@ -36,11 +36,11 @@ def _sqlite_engine(url: str) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        # Writers serialize at BEGIN instead of failing on lock upgrade mid-transaction;
-        # read-only work (Database.reader) takes no write lock and reads a WAL snapshot.
-        if conn.get_execution_options().get("extgate_read_only"):
-            conn.exec_driver_sql("BEGIN")
-        else:
+        # Writers serialize at BEGIN instead of failing on lock upgrade mid-transaction.
+        # Read-only work (Database.reader) issues no BEGIN at all: each of its statements
+        # reads its own WAL snapshot in autocommit, taking no write lock and saving a round
+        # trip (its users run single-statement lookups).
+        if not conn.get_execution_options().get("extgate_read_only"):
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine

@@ -21,9 +21,9 @@ READ_ONLY = "extgate_read_only"
 class Database:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        # Same pool; on SQLite its transactions start with a deferred BEGIN, so hot-path
-        # reads (the gateway's install lookups) run beside writers under WAL instead of
-        # queueing for the write lock that BEGIN IMMEDIATE takes.
+        # Same pool; on SQLite its statements run in autocommit (no BEGIN), so hot-path
+        # single-statement reads (the gateway's install lookups) run beside writers under
+        # WAL instead of queueing for the write lock that BEGIN IMMEDIATE takes.
         self.reader: Engine = engine.execution_options(**{READ_ONLY: True})
 
     @property

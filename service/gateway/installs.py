@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, bindparam, func, select
 from sqlalchemy.engine import Engine
 
 from service.db.models import Bundle, Extension, ExtensionVersion, Install, InstallConfig, InstallSecrets
@@ -59,19 +59,24 @@ _FIND = (
 )
 
 
+# Built once with bind parameters: SQLAlchemy then reuses the compiled form (building the
+# statement per call cost ~4x the query itself on SQLite).
+_FIND_BY_REF = _FIND.where(
+    _I.tenant_id == bindparam("tenant_id"),
+    _I.enabled == True,  # noqa: E712 - SQL expression
+    _I.status == "enabled",
+    (func.lower(_I.id) == bindparam("needle")) | (func.lower(_E.id) == bindparam("needle"))
+    | (_E.slug == bindparam("needle")),
+).limit(1)
+
+
 def find_install(engine: Engine, tenant_id: str, ref: str) -> InstallInfo | None:
     """The tenant's active install by install id, extension id or slug (case-insensitive)."""
     needle = ref.strip().lower()
     if not needle or len(needle) > 401:
         return None
-    stmt = _FIND.where(
-        _I.tenant_id == tenant_id,
-        _I.enabled == True,  # noqa: E712 - SQL expression
-        _I.status == "enabled",
-        (func.lower(_I.id) == needle) | (func.lower(_E.id) == needle) | (_E.slug == needle),
-    ).limit(1)
     with engine.connect() as conn:
-        row = conn.execute(stmt).first()
+        row = conn.execute(_FIND_BY_REF, {"tenant_id": tenant_id, "needle": needle}).first()
     if row is None:
         return None
     return InstallInfo(
@@ -93,15 +98,17 @@ class InstallChanged(Exception):
     """The install was disabled, removed or moved to another version since authorization."""
 
 
+_MATERIAL_BY_ID = _MATERIAL.where(
+    _I.id == bindparam("install_id"),
+    _I.tenant_id == bindparam("tenant_id"),
+    _I.enabled == True,  # noqa: E712
+    _I.status == "enabled",
+)
+
+
 def load_material(engine: Engine, info: InstallInfo) -> InstallMaterial:
-    stmt = _MATERIAL.where(
-        _I.id == info.install_id,
-        _I.tenant_id == info.tenant_id,
-        _I.enabled == True,  # noqa: E712
-        _I.status == "enabled",
-    )
     with engine.connect() as conn:
-        row = conn.execute(stmt).first()
+        row = conn.execute(_MATERIAL_BY_ID, {"install_id": info.install_id, "tenant_id": info.tenant_id}).first()
     if row is None or row[0] != info.version_id:
         raise InstallChanged(info.install_id)
     values = row[1] if isinstance(row[1], dict) else {}

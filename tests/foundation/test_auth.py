@@ -90,3 +90,50 @@ def test_eddsa_public_keys_and_hs256_off_by_default(tmp_path):
         verifier.verify(jwt.encode(_claims(iss="https://idp"), "s" * 40, algorithm="HS256"))
     with pytest.raises(ValueError):
         mint_dev_token(settings, tenant="acme", subject="u", roles=["viewer"])
+
+
+def test_verified_tokens_are_cached_until_they_expire(settings, monkeypatch):
+    """A verified token is not re-verified on every request, but the cache never outlives
+    `exp` (+ leeway), never serves a `nbf` in the future, and never caches a failure."""
+    import service.auth.tokens as tokens
+
+    settings = Settings(data_dir=settings.data_dir, jwt_leeway_seconds=0)
+    verifier = TokenVerifier(settings)
+    decodes = []
+    real_decode = jwt.decode
+    monkeypatch.setattr(tokens.jwt, "decode", lambda *a, **k: decodes.append(1) or real_decode(*a, **k))
+    now = time.time()
+    tok = jwt.encode(_claims(exp=int(now) + 30), settings.effective_jwt_hs256_secret, algorithm="HS256")
+    first = verifier.verify(tok)
+    assert verifier.verify(tok) == first and len(decodes) == 1  # second call from the cache
+
+    # One clock for the cache and for PyJWT's own checks.
+    from datetime import datetime as real_datetime
+
+    clock = {"now": now + 31}  # past exp: the cached entry is dropped and PyJWT refuses
+
+    class FrozenDatetime(real_datetime):
+        @classmethod
+        def now(cls, tz=None):  # type: ignore[no-untyped-def,override]
+            return real_datetime.fromtimestamp(clock["now"], tz)
+
+    monkeypatch.setattr(tokens.time, "time", lambda: clock["now"])
+    monkeypatch.setattr(jwt.api_jwt, "datetime", FrozenDatetime)
+    with pytest.raises(AuthenticationError):
+        verifier.verify(tok)
+
+    # a tampered copy is a different cache key and fails signature verification
+    clock["now"] = now
+    head, body, sig = tok.split(".")
+    forged_body = base64.urlsafe_b64encode(json.dumps(_claims(roles=["platform-admin"])).encode()).rstrip(b"=")
+    with pytest.raises(AuthenticationError):
+        verifier.verify(f"{head}.{forged_body.decode()}.{sig}")
+    with pytest.raises(AuthenticationError):  # failures are not cached as successes either
+        verifier.verify(f"{head}.{forged_body.decode()}.{sig}")
+
+    # not-yet-valid tokens are refused even when a clock skew let them in once
+    early = jwt.encode(_claims(nbf=int(now) - 1), settings.effective_jwt_hs256_secret, algorithm="HS256")
+    verifier.verify(early)
+    clock["now"] = now - 100
+    with pytest.raises(AuthenticationError):
+        verifier.verify(early)
