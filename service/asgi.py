@@ -2,9 +2,11 @@
 
 import threading
 
+from runner.logging_config import configure_logging
 from service.app import create_app
 from service.gateway.transport import InProcessTransport
 
+configure_logging()
 app = create_app()
 
 

@@ -54,11 +54,18 @@ class ServiceContainer:
 def default_component_validator(settings: Settings) -> ComponentValidator:
     """Validate and precompile in a subprocess (compilation peaks at ~350 MB RSS)."""
     from runner.compiler import CompileFailedError, ComponentRejectedError, compile_component
+    from runner.engine import EngineOptions
+    from runner.settings import RunnerSettings
     from service.errors import InvalidInput
+
+    # The artifact key includes the engine configuration: compile with the runners' own
+    # (EXTGATE_RUNNER_FUEL, EXTGATE_RUNNER_COMPILED_DIR), or they would compile on first use.
+    runner_settings = RunnerSettings(data_dir=settings.data_dir)
+    options = EngineOptions(consume_fuel=runner_settings.runner_fuel)
 
     def validate(component: bytes, content_hash: str) -> None:
         try:
-            compile_component(component, settings.data_dir / "compiled", content_hash=content_hash)
+            compile_component(component, runner_settings.compiled_dir, content_hash=content_hash, options=options)
         except ComponentRejectedError as exc:
             raise InvalidInput(str(exc), code="component_rejected") from exc
         except CompileFailedError as exc:

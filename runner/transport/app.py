@@ -66,6 +66,9 @@ def create_app(runner: Runner, token: str) -> FastAPI:
 
 def create_app_from_env() -> FastAPI:
     """uvicorn factory for `extgate runner serve` (one Runner per worker process)."""
+    from runner.logging_config import configure_logging
+
+    configure_logging()
     settings = RunnerSettings()
     runner = Runner(settings)
     runner.warm()  # before accepting requests: the first one after a restart finds its component loaded

@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from service.api.deps import Services
-from service.db.migrate import is_up_to_date
+from service.db.migrate import schema_state
 
 router = APIRouter(tags=["health"])
 
@@ -38,11 +38,12 @@ def readyz(services: Services) -> Any:
     checks: dict[str, dict[str, Any]] = {}
     try:
         services.db.ping()
-        migrated = is_up_to_date(services.db.engine)
+        state = schema_state(services.db.engine)
         checks["database"] = {
-            "ok": migrated,
+            "ok": state != "behind",
             "backend": services.db.dialect,
-            **({} if migrated else {"reason": "migrations pending: run extgate db upgrade"}),
+            "schema": state,
+            **({"reason": "migrations pending: run extgate db upgrade"} if state == "behind" else {}),
         }
     except Exception as exc:  # noqa: BLE001 - any failure means "not ready"
         checks["database"] = {"ok": False, "backend": services.db.dialect, "reason": type(exc).__name__}

@@ -37,5 +37,19 @@ def head_revision(engine: Engine) -> str | None:
     return ScriptDirectory.from_config(_config(engine)).get_current_head()
 
 
-def is_up_to_date(engine: Engine) -> bool:
-    return current_revision(engine) == head_revision(engine)
+def schema_state(engine: Engine) -> str:
+    """`current` (at this code's head), `ahead` (a newer release already migrated it: its
+    migrations are written to keep the previous release working during a rolling upgrade)
+    or `behind` (migrations of this code are pending; also a database never migrated)."""
+    current = current_revision(engine)
+    script = ScriptDirectory.from_config(_config(engine))
+    if current == script.get_current_head():
+        return "current"
+    if current is None:
+        return "behind"
+    try:
+        script.get_revision(current)
+    except Exception:  # noqa: BLE001 - a revision this code does not know: newer than us
+        return "ahead"
+    return "behind"
+

@@ -33,7 +33,6 @@ def embedded_runner(services: ServiceContainer) -> Runner:
     s = services.settings
     runner_settings = RunnerSettings(
         data_dir=s.data_dir,
-        runner_compiled_dir=s.data_dir / "compiled",
         database_url=s.effective_database_url,
         runner_create_tables=False,  # the service's migrations own the KV table
     )

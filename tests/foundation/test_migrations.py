@@ -65,3 +65,53 @@ def test_sqlite_reader_does_not_wait_for_the_write_lock(tmp_path):  # type: igno
     with db.reader.connect() as reader:
         assert reader.execute(text("SELECT count(*) FROM t")).scalar() == 2
     db.dispose()
+
+
+def test_upgrade_after_a_runner_created_its_kv_table(tmp_path):  # type: ignore[no-untyped-def]
+    """`extgate runner serve` started first on a shared embedded SQLite file creates the KV
+    table itself; the service's migrations must then adopt it, not fail."""
+    from runner.storage.sql import SqlKVStore
+
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    SqlKVStore(url, create_tables=True)
+    db = create_database(url)
+    upgrade(db.engine)
+    assert current_revision(db.engine) == head_revision(db.engine)
+    assert "extgate_kv_entries" in inspect(db.engine).get_table_names()
+    db.dispose()
+
+
+def test_schema_state_for_readiness(tmp_path):  # type: ignore[no-untyped-def]
+    """/readyz: a database behind this code is not ready; one a newer release already
+    migrated is (rolling upgrades keep the old pods serving)."""
+    from fastapi.testclient import TestClient
+    from sqlalchemy import text
+
+    from service.app import create_app
+    from service.db.migrate import schema_state
+    from tests.support import make_container
+
+    db = create_database(f"sqlite:///{tmp_path / 's.db'}")
+    assert schema_state(db.engine) == "behind"  # never migrated
+    upgrade(db.engine, "0002_audit")
+    assert schema_state(db.engine) == "behind"
+    upgrade(db.engine)
+    assert schema_state(db.engine) == "current"
+    with db.engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '9999_from_a_newer_release'"))
+    assert schema_state(db.engine) == "ahead"
+    db.dispose()
+
+    container = make_container(tmp_path / "c", f"sqlite:///{tmp_path / 'c.db'}")
+    try:
+        with TestClient(create_app(container=container)) as client:
+            assert client.get("/readyz").json()["checks"]["database"]["schema"] == "current"
+            with container.db.engine.begin() as conn:
+                conn.execute(text("UPDATE alembic_version SET version_num = '0002_audit'"))
+            behind = client.get("/readyz")
+            assert behind.status_code == 503 and "migrations pending" in behind.json()["checks"]["database"]["reason"]
+            with container.db.engine.begin() as conn:
+                conn.execute(text("UPDATE alembic_version SET version_num = '9999_from_a_newer_release'"))
+            assert client.get("/readyz").status_code == 200
+    finally:
+        container.close()

@@ -106,3 +106,16 @@ def test_warm_loads_most_recently_used_artifacts(tmp_path: Path) -> None:
         artifact_path(tmp_path, h, options).unlink()  # served from memory from now on
     assert cache.get(hashes[0]) is not None and cache.get(hashes[1]) is not None
     assert ComponentCache(engine, tmp_path / "missing", options).warm(5) == []
+
+
+def test_publish_compiles_with_the_runners_engine_configuration(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """With EXTGATE_RUNNER_FUEL on, the artifact written at publish is the one runners look for."""
+    from service.container import default_component_validator
+    from service.settings import Settings
+
+    monkeypatch.setenv("EXTGATE_RUNNER_FUEL", "true")
+    data = wat_bytes("echo")
+    validate = default_component_validator(Settings(data_dir=tmp_path))
+    validate(data, hash_of(data))
+    assert artifact_path(tmp_path / "compiled", hash_of(data), EngineOptions(consume_fuel=True)).is_file()
+    assert not artifact_path(tmp_path / "compiled", hash_of(data), EngineOptions(consume_fuel=False)).exists()

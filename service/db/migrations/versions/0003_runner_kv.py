@@ -13,6 +13,10 @@ depends_on = None
 
 
 def upgrade() -> None:
+    # A runner that shares an embedded SQLite file may have created the table already
+    # (runner.storage.sql creates it there when it starts first): same definition, keep it.
+    if sa.inspect(op.get_bind()).has_table("extgate_kv_entries"):
+        return
     # Mirrors runner.storage.sql.kv_entries; the drift test compares the two.
     op.create_table(
         "extgate_kv_entries",
