@@ -15,18 +15,27 @@ from audit.records import Actor, AuditEvent
 
 GATEWAY_DECISION = "gateway.decision"  # outcome: allow | deny
 EXECUTION = "execution.complete"  # outcome: success | error | timeout | ...
-EXTENSION_PUBLISH = "extension.publish"
-INSTALL_CREATE = "install.create"
-INSTALL_UPGRADE = "install.upgrade"
-INSTALL_UPDATE = "install.update"
-INSTALL_DELETE = "install.delete"
-CONFIG_WRITE = "install.config.write"
-SECRETS_WRITE = "install.secrets.write"  # details: key names only
-POLICY_RELOAD = "policy.reload"  # outcome: success | rejected
-POLICY_ROLLBACK = "policy.rollback"
+# Changes through the admin API or the CLI: `admin.<operation>`, outcome success. A refused
+# admin request is `admin.<AdminAction value>` with outcome deny.
+ADMIN_PREFIX = "admin."
+EXTENSION_PUBLISH = "admin.extension.publish"
+INSTALL_CREATE = "admin.install.create"
+INSTALL_UPDATE = "admin.install.update"  # grant / egress changed
+INSTALL_UPGRADE = "admin.install.upgrade"
+INSTALL_ENABLE = "admin.install.enable"
+INSTALL_DISABLE = "admin.install.disable"
+INSTALL_REMOVE = "admin.install.remove"
+CONFIG_WRITE = "admin.install.config.write"  # details: key names and the new version
+SECRETS_WRITE = "admin.install.secrets.write"  # details: key names only
+SECRETS_ROTATE = "admin.install.secrets.rotate"
+# The active policy bundle (service.policy.service emits these).
+POLICY_RELOADED = "policy.reloaded"
+POLICY_REJECTED = "policy.rejected"  # outcome rejected; details.problems
+POLICY_ROLLED_BACK = "policy.rolled_back"
+POLICY_ADOPTED = "policy.adopted"  # another replica's activation taken over
 DEBUG_SESSION_START = "debug_session.start"
 DEBUG_SESSION_END = "debug_session.end"  # details.end_reason
-AUDIT_CHECKPOINT = "audit.checkpoint"
+DEBUG_SESSION_DENY = "debug_session.deny"
 
 DEBUG_END_REASONS = frozenset(
     {

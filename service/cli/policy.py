@@ -40,9 +40,24 @@ def default_service(settings: Settings) -> PolicyService:
     return PolicyService.from_settings(settings)
 
 
-#: Builds the PolicyService for reload/rollback/status. The CLI root may replace it to
-#: attach the audit hook (`service.on_event(...)`), so CLI reloads are audited too.
-SERVICE_FACTORY: Callable[[Settings], PolicyService] = default_service
+def audited_service(settings: Settings) -> PolicyService:
+    """The service's own PolicyService (its audit hook records reloads, rejections and
+    rollbacks, with the CLI account as the actor); closed when the command exits."""
+    import atexit
+
+    from service.container import build_container
+
+    container = build_container(settings, validate_component=None)
+    atexit.register(container.close)
+    policy = container.policy
+    if not isinstance(policy, PolicyService):  # build_container always makes one
+        raise RuntimeError("the service container has no policy engine")
+    return policy
+
+
+#: Builds the PolicyService for reload/rollback/status: audited by default; tests may
+#: replace it.
+SERVICE_FACTORY: Callable[[Settings], PolicyService] = audited_service
 
 
 def _dir(directory: Path | None) -> Path:

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from runner.contract.bundle_store import content_hash_of
 from service.api.schemas import ConfigOut, InstallOut, SecretsOut
-from service.cli.common import EXIT_USAGE, emit, fail, read_json_arg, services
+from service.cli.common import EXIT_USAGE, emit, fail, read_json_arg, record, services
 from service.registry import install_config, install_secrets, installs, publishing
 from service.registry.bundles import BundleError, BundleLimits, load_bundle_path, pack_directory
 from service.registry.signing import generate_keypair, sign_content_hash
@@ -66,6 +66,10 @@ def ext_publish(
             signature_policy=c.signature_policy,
             validate_component=c.validate_component,
         )
+        if result.created:
+            record(c, "extension.publish", None, f"extension:{result.slug}@{result.version}",
+                   {"content_hash": result.content_hash, "signer_key_id": result.signer_key_id,
+                    "size_bytes": result.size_bytes})
         emit(result.as_dict())
 
 
@@ -119,21 +123,26 @@ def install_create(
     disabled: Annotated[bool, typer.Option(help="create disabled")] = False,
 ) -> None:
     """Install an extension for a tenant with an explicit capability grant."""
-    with services(validate_component=None) as c, c.db.session() as session:
-        caps = list(grant or [])
-        if grant_declared:
-            ext = publishing.get_extension(session, extension)
-            caps += publishing.get_version(session, ext, version).capabilities
-        row = installs.create_install(
-            session,
-            tenant,
-            extension,
-            version=version,
-            granted_capabilities=caps,
-            egress_allowlist=egress or [],
-            enabled=not disabled,
-        )
-        emit(InstallOut.of(row).model_dump(mode="json"))
+    with services(validate_component=None) as c:
+        with c.db.session() as session:
+            caps = list(grant or [])
+            if grant_declared:
+                ext = publishing.get_extension(session, extension)
+                caps += publishing.get_version(session, ext, version).capabilities
+            row = installs.create_install(
+                session,
+                tenant,
+                extension,
+                version=version,
+                granted_capabilities=caps,
+                egress_allowlist=egress or [],
+                enabled=not disabled,
+            )
+            out = InstallOut.of(row)
+        record(c, "install.create", tenant, f"install:{out.id}",
+               {"extension_id": out.extension_id, "version_id": out.version_id,
+                "granted_capabilities": out.granted_capabilities, "egress_allowlist": out.egress_allowlist})
+        emit(out.model_dump(mode="json"))
 
 
 @install_app.command("list")
@@ -144,8 +153,11 @@ def install_list(tenant: Tenant) -> None:
 
 
 def _toggle(tenant: str, install_id: str, enabled: bool) -> None:
-    with services(validate_component=None) as c, c.db.session() as session:
-        emit(InstallOut.of(installs.set_enabled(session, tenant, install_id, enabled)).model_dump(mode="json"))
+    with services(validate_component=None) as c:
+        with c.db.session() as session:
+            out = InstallOut.of(installs.set_enabled(session, tenant, install_id, enabled))
+        record(c, "install.enable" if enabled else "install.disable", tenant, f"install:{install_id}")
+        emit(out.model_dump(mode="json"))
 
 
 @install_app.command("enable")
@@ -169,21 +181,29 @@ def install_upgrade(
     approve_declared: Annotated[bool, typer.Option(help="approve everything the target declares")] = False,
 ) -> None:
     """Move an install to another version; more capabilities need explicit approval."""
-    with services(validate_component=None) as c, c.db.session() as session:
-        approved: list[str] | None = list(approve) if approve else None
-        if approve_declared:
-            install = installs.get_install(session, tenant, install_id)
-            ext = publishing.get_extension(session, install.extension_id)
-            approved = list(publishing.get_version(session, ext, version).capabilities)
-        row = installs.upgrade_install(session, tenant, install_id, to_version=version, approved_capabilities=approved)
-        emit(InstallOut.of(row).model_dump(mode="json"))
+    with services(validate_component=None) as c:
+        with c.db.session() as session:
+            approved: list[str] | None = list(approve) if approve else None
+            if approve_declared:
+                install = installs.get_install(session, tenant, install_id)
+                ext = publishing.get_extension(session, install.extension_id)
+                approved = list(publishing.get_version(session, ext, version).capabilities)
+            row = installs.upgrade_install(session, tenant, install_id, to_version=version,
+                                           approved_capabilities=approved)
+            out = InstallOut.of(row)
+        record(c, "install.upgrade", tenant, f"install:{install_id}",
+               {"version_id": out.version_id, "granted_capabilities": out.granted_capabilities,
+                "approved": approved is not None})
+        emit(out.model_dump(mode="json"))
 
 
 @install_app.command("remove")
 def install_remove(tenant: Tenant, install_id: str) -> None:
     """Uninstall; the install's config and secrets are deleted."""
-    with services(validate_component=None) as c, c.db.session() as session:
-        installs.remove_install(session, tenant, install_id)
+    with services(validate_component=None) as c:
+        with c.db.session() as session:
+            installs.remove_install(session, tenant, install_id)
+        record(c, "install.remove", tenant, f"install:{install_id}")
         emit({"removed": install_id})
 
 
@@ -203,6 +223,8 @@ def config_set(
         values = {**values, **_pairs(pairs, "config")}
     with services(validate_component=None) as c:
         row = install_config.set_config(c.db, tenant, install_id, values, expected_version=expected_version)
+        record(c, "install.config.write", tenant, f"install:{install_id}",
+               {"config_version": row.version, "keys": sorted(row.values)})
         emit(ConfigOut.of(install_id, row).model_dump(mode="json"))
 
 
@@ -233,6 +255,10 @@ def secrets_set(
     kwargs = {"expires_at": expires_at} if expires_at is not None else {}
     with services(validate_component=None) as c:
         row = install_secrets.set_secrets(c.db, c.keyring, tenant, install_id, changes, **kwargs)
+        record(c, "install.secrets.write", tenant, f"install:{install_id}",
+               {"secrets_version": row.version if row else None,
+                "set": sorted(k for k, v in changes.items() if v is not None),
+                "deleted": sorted(k for k, v in changes.items() if v is None)})
         emit(SecretsOut.of(install_id, row).model_dump(mode="json"))
 
 
@@ -253,17 +279,16 @@ def secrets_rotate(
     """Re-seal with the keyring's active (first) key."""
     with services(validate_component=None) as c:
         if all_installs:
-            emit(
-                {
-                    "rotated": [
-                        {"tenant_id": t, "install_id": i} for t, i in install_secrets.rotate_all(c.db, c.keyring)
-                    ],
-                    "key_id": c.keyring.active_key_id,
-                }
-            )
+            rotated = install_secrets.rotate_all(c.db, c.keyring)
+            for t, i in rotated:
+                record(c, "install.secrets.rotate", t, f"install:{i}", {"key_id": c.keyring.active_key_id})
+            emit({"rotated": [{"tenant_id": t, "install_id": i} for t, i in rotated],
+                  "key_id": c.keyring.active_key_id})
             return
         if not tenant or not install_id:
             fail("invalid_argument", "give --tenant and INSTALL_ID, or --all", EXIT_USAGE)
             return
         row = install_secrets.rotate_secrets(c.db, c.keyring, tenant, install_id)
+        record(c, "install.secrets.rotate", tenant, f"install:{install_id}",
+               {"secrets_version": row.version if row else None, "key_id": row.key_id if row else None})
         emit(SecretsOut.of(install_id, row).model_dump(mode="json"))

@@ -15,7 +15,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from audit.actions import DEBUG_SESSION_END, DEBUG_SESSION_START
+from audit.actions import DEBUG_SESSION_DENY, DEBUG_SESSION_END, DEBUG_SESSION_START
 from audit.records import Actor, AuditEvent
 from runner.debug.wire import key_part, stream_key
 from service.auth.principal import Principal
@@ -203,7 +203,7 @@ class DebugSessions:
         if self.audit is None:
             return
         event = AuditEvent(
-            action="debug_session.deny", outcome="deny", tenant_id=tenant,
+            action=DEBUG_SESSION_DENY, outcome="deny", tenant_id=tenant,
             actor=Actor.from_principal(principal, auth="jwt"),
             resource=f"install:{facts.install_id}/debug" if facts else None,
             policy_ids=tuple(policy_ids), policy_revision=revision or None, request_id=request_id,

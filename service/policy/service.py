@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from audit import actions
 from service.auth.principal import KNOWN_ROLES, Principal
 from service.policy.bundle import Bundle, compile_bundle
 from service.policy.engine import DenyAllEngine, PolicyEngine
@@ -40,10 +41,10 @@ log = logging.getLogger("extgate.policy")
 
 EventHook = Callable[[str, str | None, dict[str, Any]], None]
 
-RELOADED = "policy.reloaded"
-REJECTED = "policy.rejected"
-ROLLED_BACK = "policy.rolled_back"
-ADOPTED = "policy.adopted"
+RELOADED = actions.POLICY_RELOADED
+REJECTED = actions.POLICY_REJECTED
+ROLLED_BACK = actions.POLICY_ROLLED_BACK
+ADOPTED = actions.POLICY_ADOPTED
 
 
 class CandidateRejected(Exception):

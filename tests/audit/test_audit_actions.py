@@ -68,5 +68,5 @@ def test_debug_session_end_reason_validated() -> None:
         actions.debug_session_event(
             actions.DEBUG_SESSION_END, session_id="s", tenant_id="t", actor=None, install_id="i", end_reason="bored"
         )
-    rejected = actions.policy_event(actions.POLICY_RELOAD, outcome="rejected", revision="r2", errors=["parse error"])
+    rejected = actions.policy_event(actions.POLICY_REJECTED, outcome="rejected", revision="r2", errors=["parse error"])
     assert json.loads(rejected.encode(4))["actor"]["type"] == "system"

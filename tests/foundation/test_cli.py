@@ -102,3 +102,62 @@ def test_sign_and_publish_signed(run, tmp_path, monkeypatch):
     monkeypatch.setenv("EXTGATE_TRUSTED_PUBLISHER_KEYS", "me:" + keys["public_key"])
     assert json.loads(run("ext", "publish", str(archive), ok=False).stderr)["error"] == "signature_required"
     assert _json(run("ext", "publish", str(archive), "--signature", sig["signature"]))["signer_key_id"] == "me"
+
+
+def test_cli_changes_are_audited(run, tmp_path, monkeypatch):
+    """Every CLI write leaves an admin.* record naming the OS account; secret values never
+    appear; policy reloads from the CLI are recorded too."""
+    import getpass
+
+    from sqlalchemy import create_engine, text
+
+    monkeypatch.setattr("service.container.default_component_validator", lambda settings: None)
+    pub = _json(run("ext", "publish", str(write_bundle(tmp_path / "b"))))
+    inst = _json(run("install", "create", "--tenant", "acme", "acme.com.acme.tickets", "--grant-declared"))
+    run("install", "config", "set", "--tenant", "acme", inst["id"], "region=eu")
+    run("install", "secrets", "set", "--tenant", "acme", inst["id"], "--from-json", "-",
+        input=json.dumps({"api_key": "s3cr3t-value-123"}))
+    run("install", "secrets", "rotate", "--tenant", "acme", inst["id"])
+    run("install", "disable", "--tenant", "acme", inst["id"])
+    run("install", "remove", "--tenant", "acme", inst["id"])
+    from pathlib import Path
+
+    shipped = Path(__file__).resolve().parents[2] / "policies"
+    run("policy", "reload", str(shipped))  # already active: nothing changes, nothing to record
+    import shutil
+
+    broken = tmp_path / "broken-policies"
+    shutil.copytree(shipped, broken)
+    (broken / "rbac.cedar").write_text("permit (principal, action, resource) when { nonsense };\n")
+    assert run("policy", "reload", str(broken), ok=False).exit_code == 1
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'data' / 'extgate.db'}")
+    with engine.connect() as conn:
+        bodies = [r[0] for r in conn.execute(text("SELECT body FROM audit_record ORDER BY seq"))]
+    engine.dispose()
+    assert not any("s3cr3t-value-123" in (b if isinstance(b, str) else b.decode()) for b in bodies)
+    records = [json.loads(b) for b in bodies]
+    by_action = {r["action"]: r for r in records}
+    for action in ("admin.extension.publish", "admin.install.create", "admin.install.config.write",
+                   "admin.install.secrets.write", "admin.install.secrets.rotate", "admin.install.disable",
+                   "admin.install.remove"):
+        assert action in by_action, (action, sorted(by_action))
+        assert by_action[action]["actor"] == {"id": f"cli:{getpass.getuser()}", "type": "operator", "auth": "cli"}
+    assert by_action["admin.install.create"]["tenant"] == "acme"
+    assert by_action["admin.install.secrets.write"]["details"]["set"] == ["api_key"]
+    assert by_action["admin.extension.publish"]["details"]["content_hash"] == pub["content_hash"]
+    rejected = [r for r in records if r["action"] == "policy.rejected"]
+    assert rejected and rejected[-1]["actor"]["id"] == f"cli:{getpass.getuser()}"
+    assert rejected[-1]["outcome"] == "rejected"
+
+
+def test_missing_production_keys_are_a_clear_error(run, monkeypatch, postgres_url):
+    """On PostgreSQL without configured keys, CLI verbs exit 2 naming what to set (no traceback)."""
+    monkeypatch.setenv("EXTGATE_DATABASE_URL", postgres_url)
+    for var in ("EXTGATE_SECRET_KEYS", "EXTGATE_ALLOW_DEV_KEYS", "EXTGATE_AUDIT_SIGNING_KEY",
+                "EXTGATE_AUDIT_ALLOW_DEV_KEY"):
+        monkeypatch.delenv(var, raising=False)
+    result = run("install", "list", "--tenant", "acme", ok=False)
+    assert result.exit_code == 2, result.output
+    err = json.loads(result.stderr)
+    assert err["error"] == "configuration_error" and "EXTGATE_" in err["detail"]
