@@ -63,7 +63,7 @@ def setup(data_dir: Path, database_url: str | None) -> dict[str, Any]:
     from service.registry.bundles import load_bundle_path
     from service.settings import Settings
 
-    settings = Settings(data_dir=data_dir, database_url=database_url)
+    settings = Settings(data_dir=data_dir, database_url=database_url, allow_dev_keys=True)
     c = build_container(settings, auto_migrate=True, validate_component=None,
                         audit_settings=AuditSettings(allow_dev_key=True, checkpoint_interval_seconds=3600))
     wasm = bytes(wat2wasm((ROOT / "tests" / "runner" / "guests" / "echo.wat").read_text()))
@@ -159,6 +159,7 @@ def main() -> None:
                "EXTGATE_GATEWAY_RATE_LIMIT_PER_SECOND": "1000000", "EXTGATE_RUNNER_THREADS": "2"}
         if a.database_url:
             env["EXTGATE_DATABASE_URL"] = a.database_url
+            env["EXTGATE_ALLOW_DEV_KEYS"] = "1"  # a benchmark, not a deployment
         ports = {name: free_port() for name in ("runner", "gateway", "hello")}
         hello_file = data_dir / "hello_app.py"
         hello_file.write_text(HELLO_APP)

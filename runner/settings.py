@@ -22,6 +22,17 @@ MIB = 1024 * 1024
 WASMTIME_HOSTCALL_LIST_LIMIT = 2_796_202
 
 
+class DevKeysNotAllowed(ValueError):
+    """A key is not configured and generated development keys are not allowed here."""
+
+    def __init__(self, variable: str) -> None:
+        super().__init__(
+            f"{variable} is not set: with PostgreSQL every replica must share configured keys "
+            "(set EXTGATE_ALLOW_DEV_KEYS=1 to use generated development keys anyway)"
+        )
+        self.variable = variable
+
+
 class RunnerSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="EXTGATE_", extra="ignore")
 
@@ -29,6 +40,8 @@ class RunnerSettings(BaseSettings):
     runner_token: SecretStr | None = None
     secret_keys: SecretStr | None = None
     database_url: str | None = None
+    # None: generated dev keys only on SQLite. See `dev_keys_allowed`.
+    allow_dev_keys: bool | None = None
     # Create the KV table at startup (default: only for the SQLite embedded default;
     # production schemas are managed by migrations).
     runner_create_tables: bool | None = None
@@ -92,9 +105,21 @@ class RunnerSettings(BaseSettings):
             return self.runner_create_tables
         return self.effective_database_url().startswith("sqlite")
 
+    def dev_keys_allowed(self) -> bool:
+        """Generated key files stand in for missing keys on SQLite (one machine); with
+        PostgreSQL (several replicas) keys must be configured, or EXTGATE_ALLOW_DEV_KEYS=1."""
+        if self.allow_dev_keys is not None:
+            return self.allow_dev_keys
+        return self.effective_database_url().startswith("sqlite")
+
+    def _require_dev_keys(self, what: str) -> None:
+        if not self.dev_keys_allowed():
+            raise DevKeysNotAllowed(what)
+
     def keyring(self) -> Keyring:
         if self.secret_keys is not None:
             return Keyring.from_spec(self.secret_keys.get_secret_value())
+        self._require_dev_keys("EXTGATE_SECRET_KEYS")
         return load_or_create_dev_keyring(self.keys_dir / "secret-keys")
 
     def service_token(self) -> str:
@@ -104,6 +129,7 @@ class RunnerSettings(BaseSettings):
             if len(token) < 16:
                 raise ValueError("EXTGATE_RUNNER_TOKEN must be at least 16 characters")
             return token
+        self._require_dev_keys("EXTGATE_RUNNER_TOKEN")
         path = self.keys_dir / "runner-token"
         if path.exists():
             return path.read_text().strip()

@@ -17,6 +17,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from runner.contract.envelope import Keyring, load_or_create_dev_keyring
+from runner.settings import DevKeysNotAllowed
 
 
 def read_or_create_secret_file(path: Path, nbytes: int = 32) -> str:
@@ -58,6 +59,9 @@ class Settings(BaseSettings):
         default=None, description="accept HS256 tokens; default: only when no public keys are configured"
     )
 
+    # None: generated development keys only on SQLite; see `dev_keys_allowed`.
+    allow_dev_keys: bool | None = None
+
     # Secrets sealing
     secret_keys: str | None = Field(default=None, description="keyring: KEY_ID:BASE64,... first seals")
 
@@ -96,10 +100,22 @@ class Settings(BaseSettings):
         return [u.strip().rstrip("/") for u in (self.runner_url or "").split(",") if u.strip()]
 
     # Dev keys: generated on first embedded run, never in production config ------
+    def dev_keys_allowed(self) -> bool:
+        """Generated key files stand in for missing keys on SQLite (one machine); with
+        PostgreSQL (several replicas) keys must be configured, or EXTGATE_ALLOW_DEV_KEYS=1."""
+        if self.allow_dev_keys is not None:
+            return self.allow_dev_keys
+        return self.effective_database_url.startswith("sqlite")
+
+    def _require_dev_keys(self, variable: str) -> None:
+        if not self.dev_keys_allowed():
+            raise DevKeysNotAllowed(variable)
+
     @cached_property
     def keyring(self) -> Keyring:
         if self.secret_keys:
             return Keyring.from_spec(self.secret_keys)
+        self._require_dev_keys("EXTGATE_SECRET_KEYS")
         return load_or_create_dev_keyring(self.keys_dir / "secret-keys")
 
     @cached_property
@@ -108,11 +124,15 @@ class Settings(BaseSettings):
             return self.jwt_hs256_secret
         if self.jwt_public_keys:
             return None
+        self._require_dev_keys("EXTGATE_JWT_PUBLIC_KEYS (or EXTGATE_JWT_HS256_SECRET)")
         return read_or_create_secret_file(self.keys_dir / "jwt-hs256", 48)
 
     @cached_property
     def effective_runner_token(self) -> str:
-        return self.runner_token or read_or_create_secret_file(self.keys_dir / "runner-token")
+        if self.runner_token:
+            return self.runner_token
+        self._require_dev_keys("EXTGATE_RUNNER_TOKEN")
+        return read_or_create_secret_file(self.keys_dir / "runner-token")
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -43,7 +43,9 @@ def write_bundle(root: Path, doc: dict[str, Any] | None = None, component: bytes
 
 
 def make_settings(tmp_path: Path, database_url: str, **overrides: Any) -> Settings:
-    return Settings(data_dir=tmp_path / "data", database_url=database_url, **overrides)
+    # Tests use generated keys on PostgreSQL too (production must configure them).
+    return Settings(data_dir=tmp_path / "data", database_url=database_url,
+                    **{"allow_dev_keys": True, **overrides})
 
 
 def make_container(tmp_path: Path, database_url: str, **overrides: Any) -> ServiceContainer:

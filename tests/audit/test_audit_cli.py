@@ -29,6 +29,7 @@ def env(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> d
     values = {"EXTGATE_DATA_DIR": str(tmp_path / "data"), "EXTGATE_AUDIT_ORIGIN": "cli.test/audit"}
     if database_url.startswith("postgresql"):
         values["EXTGATE_DATABASE_URL"] = database_url
+        values["EXTGATE_ALLOW_DEV_KEYS"] = "1"
         values["EXTGATE_AUDIT_SIGNING_KEY"] = base64.b64encode(
             Ed25519PrivateKey.generate().private_bytes_raw()
         ).decode()

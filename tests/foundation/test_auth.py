@@ -137,3 +137,33 @@ def test_verified_tokens_are_cached_until_they_expire(settings, monkeypatch):
     clock["now"] = now - 100
     with pytest.raises(AuthenticationError):
         verifier.verify(early)
+
+
+def test_postgres_deployments_must_configure_keys(tmp_path, monkeypatch):
+    """Generated development keys stand in for missing keys on SQLite only: with PostgreSQL
+    (several replicas) a missing key is a startup error naming the variable, unless
+    explicitly allowed."""
+    from runner.settings import DevKeysNotAllowed, RunnerSettings
+
+    for var in ("EXTGATE_SECRET_KEYS", "EXTGATE_JWT_HS256_SECRET", "EXTGATE_JWT_PUBLIC_KEYS",
+                "EXTGATE_RUNNER_TOKEN", "EXTGATE_ALLOW_DEV_KEYS"):
+        monkeypatch.delenv(var, raising=False)
+    pg = "postgresql+psycopg://u@127.0.0.1/x"
+    prod = Settings(data_dir=tmp_path, database_url=pg)
+    for attr, variable in (("keyring", "EXTGATE_SECRET_KEYS"),
+                           ("effective_jwt_hs256_secret", "EXTGATE_JWT_PUBLIC_KEYS"),
+                           ("effective_runner_token", "EXTGATE_RUNNER_TOKEN")):
+        with pytest.raises(DevKeysNotAllowed, match=variable):
+            getattr(prod, attr)
+    assert not (tmp_path / "keys").exists()  # nothing generated
+    runner = RunnerSettings(data_dir=tmp_path, database_url=pg)
+    with pytest.raises(DevKeysNotAllowed):
+        runner.keyring()
+    with pytest.raises(DevKeysNotAllowed):
+        runner.service_token()
+    # configured keys, an explicit opt-in, or SQLite: fine
+    configured = Settings(data_dir=tmp_path, database_url=pg, jwt_hs256_secret="x" * 48, runner_token="t" * 32)
+    assert configured.effective_jwt_hs256_secret == "x" * 48 and configured.effective_runner_token == "t" * 32
+    assert Settings(data_dir=tmp_path, database_url=pg, allow_dev_keys=True).keyring is not None
+    assert Settings(data_dir=tmp_path / "s").keyring is not None
+    assert Settings(data_dir=tmp_path / "f", database_url=f"sqlite:///{tmp_path / 'f.db'}").keyring is not None

@@ -210,6 +210,7 @@ def start_runner(data_dir: Path, database_url: str, **env: str) -> RunnerProcess
         "EXTGATE_DATA_DIR": str(data_dir),
         "EXTGATE_DATABASE_URL": database_url,
         "EXTGATE_RUNNER_THREADS": "2",
+        "EXTGATE_ALLOW_DEV_KEYS": "1",  # tests share generated keys, also on PostgreSQL
         "PYTHONPATH": str(ROOT),
         **env,
     }
