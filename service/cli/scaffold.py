@@ -48,6 +48,7 @@ def names(name: str, publisher: str) -> dict[str, str]:
         )
     short = manifest_name.rsplit(".", 1)[-1]
     return {"name": short, "manifest_name": manifest_name, "publisher": publisher,
+            "slug": f"{publisher}.{manifest_name}",  # how installs and the gateway name it
             "npm_name": manifest_name.replace(".", "-")}
 
 

@@ -93,7 +93,11 @@ def test_cli_new_and_its_errors(tmp_path: Path) -> None:
     assert out["manifest_name"] == "com.example.tickets" and "vendor/extgate-sdk/guest.js" in out["files"]
     lock = json.loads((tmp_path / "t" / "package-lock.json").read_text())
     assert lock["name"] == "com-example-tickets"
-    assert json.loads((tmp_path / "t" / "manifest.json").read_text())["name"] == "com.example.tickets"
+    manifest = json.loads((tmp_path / "t" / "manifest.json").read_text())
+    assert manifest["name"] == "com.example.tickets"
+    # the README's install command names the extension the way installs do: publisher.name
+    readme = (tmp_path / "t" / "README.md").read_text()
+    assert f"install create --tenant acme {manifest['publisher']}.{manifest['name']} " in readme
     again = runner.invoke(cli, ["ext", "new", "tickets", "--dir", str(tmp_path / "t")])
     assert again.exit_code == 2 and "not empty" in again.output
     bad = runner.invoke(cli, ["ext", "new", "Bad_Name", "--dir", str(tmp_path / "b")])
@@ -103,6 +107,6 @@ def test_cli_new_and_its_errors(tmp_path: Path) -> None:
 def test_names() -> None:
     assert names("tickets", "x")["manifest_name"] == "com.example.tickets"
     assert names("io.acme.t-1", "x") == {"name": "t-1", "manifest_name": "io.acme.t-1", "publisher": "x",
-                                         "npm_name": "io-acme-t-1"}
+                                         "slug": "x.io.acme.t-1", "npm_name": "io-acme-t-1"}
     with pytest.raises(ValueError):
         names("com..x", "x")
