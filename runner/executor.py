@@ -44,6 +44,7 @@ from runner.engine import EngineHandle, EngineOptions, get_engine
 from runner.host import build_linker
 from runner.host.state import CURRENT, CallState, SecretsView
 from runner.host.values import field, rec
+from runner.patches import call_typed
 from runner.providers import Providers
 from runner.settings import RunnerSettings
 from runner.storage.base import KVStore
@@ -93,6 +94,8 @@ class Runner:
         self.engine_options = engine_options or EngineOptions(consume_fuel=s.runner_fuel)
         self.engine: EngineHandle = get_engine(self.engine_options)
         self.linker = build_linker(self.engine.engine)
+        self._handler_types: dict[str, Any] = {}
+        self._types_lock = threading.Lock()
         self.components = ComponentCache(self.engine.engine, s.compiled_dir, self.engine_options,
                                          s.runner_component_cache_size)
         self.bundle_store = bundle_store or LocalBundleStore(s.bundles_dir)
@@ -286,7 +289,8 @@ class Runner:
                 handler = instance.get_func(store, "handler")
                 if handler is None:
                     raise _Failure(RunnerError.COMPONENT_INCOMPATIBLE)
-                result = handler(store, guest_request)
+                result = call_typed(handler, store, self._handler_type(ctx.content_hash, handler, store),
+                                    guest_request)
             except WasmtimeError as exc:
                 timed_out = time.monotonic() >= deadline
                 tail = " ".join(t for t, _ in stderr.lines(512)[-5:])
@@ -345,6 +349,18 @@ class Runner:
             log.warning("debug sink failed", exc_info=True)
 
     # --- per-request inputs, cached by version ----------------------------------------
+
+    def _handler_type(self, content_hash: str, handler: Any, store: Store) -> Any:
+        """The `handler` export's FuncType, read once per component: a component's types
+        never change, and re-reading them costs more than the call for small guests."""
+        fty = self._handler_types.get(content_hash)
+        if fty is None:
+            fty = handler.type(store)
+            with self._types_lock:
+                if len(self._handler_types) >= 4 * self.settings.runner_component_cache_size:
+                    self._handler_types.clear()
+                self._handler_types[content_hash] = fty
+        return fty
 
     def _component(self, content_hash: str) -> Any:
         try:

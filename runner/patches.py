@@ -6,6 +6,11 @@
    after a trap) is a module global, and `VariantLikeType._lower` clears and refills a
    module-global set. With several worker threads calling guests, one thread could
    re-raise another's exception or mis-tag a variant. Both become per-thread/local.
+3. Type memo: every value conversion re-reads a type's structure through the C API
+   (a record's fields, a list's element, an option's payload: several C calls and new
+   Python objects per value). Types are immutable, so those properties are computed once
+   per type object; `call_typed` calls a component function with a `FuncType` the caller
+   keeps (the runner keeps one per component), so a request re-reads none of it.
 
 Every patch depends on private modules. `install()` refuses to run against anything but
 the exact wasmtime version and source it was written for (checked by hashing the
@@ -35,6 +40,7 @@ EXPECTED_SOURCES = {
     "ListType.convert_from_c": "d7a53d5f6ecd86a6",
     "VariantLikeType._lower": "754829dfe558d474",
     "_enter": "213fd2bb17eebb1a",
+    "Func.__call__": "cd08463247d60260",  # call_typed mirrors it
 }
 
 _VAL_SIZE = ctypes.sizeof(ffi.wasmtime_component_val_t)
@@ -65,6 +71,7 @@ def current_sources() -> dict[str, str]:
         "ListType.convert_from_c": _source_hash(_orig_list_from_c),
         "VariantLikeType._lower": _source_hash(_orig_variant_lower),
         "_enter": _source_hash(_enter),
+        "Func.__call__": _source_hash(_func.Func.__call__),
     }
 
 
@@ -177,6 +184,67 @@ def _variant_lower(self: T.VariantLikeType, store: Any, val: Any) -> Any:
     raise ValueError("value not valid for this variant")
 
 
+# --- 3. type memo ---------------------------------------------------------------------
+
+# (class, property) pairs whose getters only read immutable type information.
+_MEMO_PROPERTIES: tuple[tuple[type, str], ...] = (
+    (T.FuncType, "params"),
+    (T.FuncType, "result"),
+    (T.ListType, "element"),
+    (T.RecordType, "fields"),
+    (T.TupleType, "elements"),
+    (T.VariantType, "cases"),
+    (T.EnumType, "names"),
+    (T.OptionType, "payload"),
+    (T.ResultType, "ok"),
+    (T.ResultType, "err"),
+    (T.FlagsType, "names"),
+)
+
+
+def _memo_property(getter: Callable[[Any], Any], name: str) -> property:
+    slot = f"_extgate_memo_{name}"
+
+    def get(self: Any) -> Any:
+        try:
+            return self.__dict__[slot]
+        except KeyError:
+            value = self.__dict__[slot] = getter(self)
+            return value
+
+    get.__doc__ = getter.__doc__
+    return property(get)
+
+
+def call_typed(func: Any, store: Any, fty: Any, *params: Any) -> Any:
+    """`Func.__call__` with a `FuncType` obtained once (from any instance of the same
+    component) instead of re-reading it from the C API on every call."""
+    param_tys = fty.params
+    result_ty = fty.result
+    if len(params) != len(param_tys):
+        raise TypeError(f"wrong number of parameters provided: given {len(params)}, expected {len(param_tys)}")
+    param_capi = (ffi.wasmtime_component_val_t * len(params))()
+    n = 0
+    try:
+        for (_name, ty), val in zip(param_tys, params, strict=True):
+            ty.convert_to_c(store, val, ctypes.pointer(param_capi[n]))
+            n += 1
+        result_space = ffi.wasmtime_component_val_t() if result_ty is not None else None
+        result_capi = ctypes.byref(result_space) if result_space is not None else None
+
+        def run() -> Any:
+            return ffi.wasmtime_component_func_call(ctypes.byref(func._func), store._context(), param_capi, n,
+                                                    result_capi, 1 if result_space is not None else 0)
+
+        _func.enter_wasm(run)
+        if result_space is None:
+            return None
+        return result_ty.convert_from_c(result_space)
+    finally:
+        for i in range(n):
+            ffi.wasmtime_component_val_delete(ctypes.byref(param_capi[i]))
+
+
 def install() -> None:
     """Apply all patches once per process (idempotent, thread-safe)."""
     global _installed
@@ -193,4 +261,7 @@ def install() -> None:
         _linker.catch_exceptions = _catch_exceptions
         _func.enter_wasm = _enter_wasm
         _resources.enter_wasm = _enter_wasm
+        for cls, name in _MEMO_PROPERTIES:
+            prop = cls.__dict__[name]
+            setattr(cls, name, _memo_property(prop.fget, name))
         _installed = True

@@ -7,6 +7,7 @@ production: the embedded runner and the service read the same variables.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import queue
 import shutil
@@ -72,6 +73,7 @@ class SSEReader:
         self.seen: list[tuple[str, str | None, dict[str, Any]]] = []
         self.status: int | None = None
         self._client = httpx.Client(timeout=httpx.Timeout(10.0, read=60.0))
+        self._response: httpx.Response | None = None
         self._url, self._headers = url, headers or {}
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -81,6 +83,7 @@ class SSEReader:
     def _run(self) -> None:
         try:
             with self._client.stream("GET", self._url, headers=self._headers) as resp:
+                self._response = resp
                 self.status = resp.status_code
                 self._ready.set()
                 for event, entry_id, data in parse_sse(resp.iter_lines()):
@@ -108,6 +111,13 @@ class SSEReader:
                 raise AssertionError(f"stream closed before {kind} {match}; seen {[(e, d) for e, _, d in self.seen]}")
 
     def close(self) -> None:
+        """Hang up like a browser tab closing: shut the socket down, which also wakes the
+        reader thread (closing the client from another thread leaves an active stream open)."""
+        stream = self._response.extensions.get("network_stream") if self._response is not None else None
+        sock = stream.get_extra_info("socket") if stream is not None else None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
         self._client.close()
         self._thread.join(timeout=5)
 

@@ -91,3 +91,19 @@ def test_result_tagging_matches_the_hard_coded_choice(runner, demo_hash) -> None
             if isinstance(fty, FuncType) and isinstance(fty.result, T.ResultType) and fty.result._tagged():
                 tagged.add(f"{name}#{fname}")
     assert tagged == {"alga:extension/secrets#get"}
+
+
+def test_type_structure_is_read_once_and_calls_reuse_it(runner, wat_guests) -> None:  # type: ignore[no-untyped-def]
+    """Types are immutable: their structure is read from the C API once per type object, and
+    the runner keeps one handler FuncType per component (results unchanged, see the runner's
+    other tests, which all go through `call_typed`)."""
+    patches.install()
+    assert isinstance(T.RecordType.__dict__["fields"], property)
+    for _ in range(3):
+        resp = runner.execute(make_request(wat_guests["echo"], "/echo", method="POST", body=b"abc"))
+        assert body_of(resp) == b"abc"
+    fty = runner._handler_types[wat_guests["echo"]]
+    params = fty.params
+    assert fty.params is params  # memoized on the type object
+    record = params[0][1]
+    assert record.fields is record.fields
