@@ -40,6 +40,7 @@ from runner.debug import DebugEvent, DebugSink
 from runner.debug.capture import OutputCapture, truncate_utf8
 from runner.debug.factory import create_debug_sink
 from runner.debug.masking import SecretMasker
+from runner.egress import guarded_client
 from runner.engine import EngineHandle, EngineOptions, get_engine
 from runner.host import build_linker
 from runner.host.state import CURRENT, CallState, SecretsView
@@ -109,7 +110,8 @@ class Runner:
         self.debug: DebugSink = debug_sink or create_debug_sink()
         self._owns_debug = debug_sink is None
         self.providers = providers or Providers()
-        self.http_client = http_client or httpx.Client(follow_redirects=False, trust_env=False)
+        self.http_client = http_client or guarded_client(
+            allow_private_networks=s.runner_fetch_allow_private_networks)
         self._pool = ThreadPoolExecutor(max_workers=s.runner_threads, thread_name_prefix="extgate-guest")
         self._slots = threading.BoundedSemaphore(s.runner_threads + s.runner_queue_size)
         self._secrets_cache: TTLCache[tuple[str, ...], dict[str, str]] = TTLCache(4096, s.runner_secrets_cache_ttl_s)

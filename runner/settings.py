@@ -77,6 +77,9 @@ class RunnerSettings(BaseSettings):
     runner_fetch_max_response_bytes: int = 1 * MIB
     runner_fetch_max_request_bytes: int = 1 * MIB
     runner_fetch_max_timeout_ms: int = 10_000
+    # http.fetch connects only to public addresses (see runner.egress); 1 also allows
+    # private, loopback and link-local ones (the egress allowlist still applies).
+    runner_fetch_allow_private_networks: bool = False
     runner_output_max_bytes: int = 64 * 1024
     runner_output_max_line_bytes: int = 4096
 

@@ -18,6 +18,7 @@ import httpx
 from wasmtime.component import LinkerInstance, Record
 
 from runner.contract.capabilities import HTTP_FETCH
+from runner.egress import EgressBlocked
 from runner.host.state import CallState, current
 from runner.host.values import field, rec
 
@@ -89,6 +90,9 @@ def fetch(_store: Any, request: Record) -> Record | str:
                 chunks.append(chunk)
             out_headers = [rec(name=k.lower(), value=v) for k, v in resp.headers.multi_items()]
             return rec(status=resp.status_code, headers=out_headers, body=b"".join(chunks))
+    except EgressBlocked:
+        log.warning("http.fetch refused: %s resolves only to non-public addresses", urlsplit(url).hostname)
+        return "not-allowed"
     except httpx.TransportError:
         return "transport"
     except Exception:  # noqa: BLE001 - never trap the guest for a host-side failure

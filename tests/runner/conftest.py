@@ -83,8 +83,10 @@ def make_runner(tmp: Path, compiled_dir: Path, keyring: Keyring, **overrides: An
 
 @pytest.fixture(scope="session")
 def runner(tmp_path_factory: pytest.TempPathFactory, compiled_dir: Path, keyring: Keyring) -> Iterator[Runner]:
-    """One worker thread: every test request runs on the same worker."""
-    r = make_runner(tmp_path_factory.mktemp("runner"), compiled_dir, keyring)
+    """One worker thread: every test request runs on the same worker. Its `http.fetch` may
+    reach the tests' local HTTP server (production runners may not: see test_egress_guard)."""
+    r = make_runner(tmp_path_factory.mktemp("runner"), compiled_dir, keyring,
+                    runner_fetch_allow_private_networks=True)
     yield r
     r.close()
 

@@ -285,3 +285,35 @@ def test_guest_sees_only_allowlisted_headers(runner, demo_hash) -> None:
                                        headers={"content-type": "text/x-demo", "authorization": "Bearer s",
                                                 "cookie": "a=b"}))
     assert resp.headers["content-type"] == "text/x-demo"
+
+
+@pytest.mark.parametrize("address,public", [
+    ("93.184.215.14", True), ("2606:4700::6810:85e5", True),
+    ("127.0.0.1", False), ("10.1.2.3", False), ("172.16.0.1", False), ("192.168.1.1", False),
+    ("169.254.169.254", False), ("100.64.0.1", False), ("0.0.0.0", False), ("224.0.0.1", False),
+    ("::1", False), ("fe80::1", False), ("fc00::1", False), ("::ffff:127.0.0.1", False), ("::ffff:10.0.0.1", False),
+])
+def test_only_public_addresses_are_reachable(address: str, public: bool) -> None:
+    from runner.egress import is_public
+
+    assert is_public(address) is public
+
+
+def test_egress_guard_blocks_internal_addresses_even_when_allowlisted(
+        tmp_path, compiled_dir, keyring, demo_hash, http_server) -> None:  # type: ignore[no-untyped-def]
+    """With default settings an allowlisted name or literal that resolves to loopback is
+    refused at connect time (`not-allowed`), so a guest cannot reach internal services."""
+    from tests.runner.conftest import make_runner
+
+    guarded = make_runner(tmp_path, compiled_dir, keyring)
+    try:
+        port = http_server.rsplit(":", 1)[1]
+        grant = [caps.HTTP_FETCH]
+        for url, hosts in ((f"http://localhost:{port}/x", ["localhost"]),
+                           (f"http://127.0.0.1:{port}/x", ["127.0.0.1"]),
+                           (f"http://[::1]:{port}/x", ["::1"])):
+            status, body = call(guarded, demo_hash, "/fetch", providers=grant, query={"url": url},
+                                egress={"allowed_hosts": hosts})
+            assert (status, body) == (502, {"error": "not-allowed"}), url
+    finally:
+        guarded.close()
