@@ -125,13 +125,21 @@ class RunnerSettings(BaseSettings):
         self._require_dev_keys("EXTGATE_SECRET_KEYS")
         return load_or_create_dev_keyring(self.keys_dir / "secret-keys")
 
+    def service_tokens(self) -> list[str]:
+        """Every credential the runner accepts. `EXTGATE_RUNNER_TOKEN` may list several,
+        comma-separated (the new one first), so the credential rotates without a window of
+        refused calls: runners accept both, gateways switch, then the old one is removed."""
+        if self.runner_token is None:
+            return [self.service_token()]
+        tokens = [t.strip() for t in self.runner_token.get_secret_value().split(",") if t.strip()]
+        if not tokens or any(len(t) < 16 for t in tokens):
+            raise ValueError("EXTGATE_RUNNER_TOKEN: each token must be at least 16 characters")
+        return tokens
+
     def service_token(self) -> str:
         """The credential callers of `/v1/execute` must present (created 0600 on first use)."""
         if self.runner_token is not None:
-            token = self.runner_token.get_secret_value()
-            if len(token) < 16:
-                raise ValueError("EXTGATE_RUNNER_TOKEN must be at least 16 characters")
-            return token
+            return self.service_tokens()[0]
         self._require_dev_keys("EXTGATE_RUNNER_TOKEN")
         path = self.keys_dir / "runner-token"
         if path.exists():

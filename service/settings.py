@@ -130,7 +130,7 @@ class Settings(BaseSettings):
     @cached_property
     def effective_runner_token(self) -> str:
         if self.runner_token:
-            return self.runner_token
+            return self.runner_token.split(",")[0].strip()  # the first (newest) of a rotation list
         self._require_dev_keys("EXTGATE_RUNNER_TOKEN")
         return read_or_create_secret_file(self.keys_dir / "runner-token")
 

@@ -27,9 +27,9 @@ def _error(code: RunnerError, status: int | None = None) -> JSONResponse:
     return JSONResponse({"error": code.value}, status_code=status or ERROR_STATUS[code])
 
 
-def create_app(runner: Runner, token: str) -> FastAPI:
+def create_app(runner: Runner, token: str | list[str]) -> FastAPI:
     app = FastAPI(title="extgate runner", docs_url=None, redoc_url=None, openapi_url=None)
-    expected = token.encode()
+    accepted = [t.encode() for t in ([token] if isinstance(token, str) else token)]
     max_body = (runner.settings.runner_max_request_body_bytes // 3 + 1) * 4 + MAX_BODY_BYTES_OVERHEAD
 
     @app.get("/healthz")
@@ -43,7 +43,10 @@ def create_app(runner: Runner, token: str) -> FastAPI:
     async def execute(request: Request) -> JSONResponse:
         auth = request.headers.get("authorization", "")
         scheme, _, presented = auth.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(presented.strip().encode(), expected):
+        offered = presented.strip().encode()
+        # Compare with every accepted token (no early exit): timing says nothing about which.
+        matches = [hmac.compare_digest(offered, t) for t in accepted]
+        if scheme.lower() != "bearer" or not any(matches):
             return _error(RunnerError.UNAUTHENTICATED)
         length = request.headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > max_body):
@@ -72,4 +75,4 @@ def create_app_from_env() -> FastAPI:
     settings = RunnerSettings()
     runner = Runner(settings)
     runner.warm()  # before accepting requests: the first one after a restart finds its component loaded
-    return create_app(runner, settings.service_token())
+    return create_app(runner, settings.service_tokens())

@@ -92,3 +92,26 @@ def test_version_headers_checked(runner, wat_guests) -> None:
     assert runner.execute(req, {**base, "x-ext-install-id": "other"}).error == "tenant_mismatch"
     assert runner.execute(req, {**base, "x-ext-version-id": "v0"}).error == "version_mismatch"
     assert runner.execute(req, {**base, "x-ext-install-id": "i1", "x-ext-version-id": "v1"}).error is None
+
+
+def test_credential_rotation_accepts_every_listed_token(runner, wat_guests, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """EXTGATE_RUNNER_TOKEN="new,old": runners accept both while gateways switch (they send
+    the first); anything else, or a token shorter than 16 characters, is refused."""
+    import pytest
+
+    from runner.settings import RunnerSettings
+    from service.settings import Settings
+
+    new, old = "n" * 24, "o" * 24
+    monkeypatch.setenv("EXTGATE_RUNNER_TOKEN", f"{new}, {old}")
+    assert RunnerSettings().service_tokens() == [new, old] and RunnerSettings().service_token() == new
+    assert Settings().effective_runner_token == new
+    c = TestClient(create_app(runner, RunnerSettings().service_tokens()))
+    req = make_request(wat_guests["echo"], "/")
+    assert _post(c, req, token=new).status_code == 200
+    assert _post(c, req, token=old).status_code == 200
+    assert _post(c, req, token=f"{new},{old}").status_code == 401
+    assert _post(c, req, token="x" * 24).status_code == 401
+    monkeypatch.setenv("EXTGATE_RUNNER_TOKEN", f"{new},short")
+    with pytest.raises(ValueError, match="at least 16"):
+        RunnerSettings().service_tokens()
