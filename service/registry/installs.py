@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from runner.contract.capabilities import ALWAYS_GRANTED, UnknownCapabilityError, normalize_capabilities
+from runner.storage.sql import kv_entries
 from service.db.models import (
     Bundle,
     Extension,
@@ -202,6 +203,10 @@ def remove_install(session: Session, tenant_id: str, install_id: str) -> None:
     install = get_install(session, tenant_id, install_id)
     session.execute(delete(InstallConfig).where(InstallConfig.install_id == install.id))  # type: ignore[arg-type]
     session.execute(delete(InstallSecrets).where(InstallSecrets.install_id == install.id))  # type: ignore[arg-type]
+    # The extension's stored data belongs to this install alone (a reinstall gets a new id,
+    # so it could never be read again): it goes with the install, in the same transaction.
+    session.execute(delete(kv_entries).where(kv_entries.c.tenant_id == tenant_id,
+                                             kv_entries.c.install_id == install.id))
     session.delete(install)
 
 

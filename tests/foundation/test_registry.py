@@ -177,14 +177,22 @@ def test_upgrade_within_grant_keeps_intersection(c, tmp_path, published):
         assert installs.upgrade_install(s, "t1", row.id, to_version=None).granted_capabilities == ["cap:secrets.get"]
 
 
-def test_remove_deletes_config_and_secrets(c, published):
+def test_remove_deletes_config_secrets_and_stored_data(c, published):
+    from runner.storage.sql import SqlKVStore
+
     row = _install(c)
+    other = _install(c, tenant="t2")
     install_config.set_config(c.db, "t1", row.id, {"a": "1"})
     install_secrets.set_secrets(c.db, c.keyring, "t1", row.id, {"k": "v"})
+    kv = SqlKVStore(c.db.engine)
+    kv.put("t1", row.id, "notes", "n1", b"private", None)
+    kv.put("t2", other.id, "notes", "n1", b"someone else's", None)
     with c.db.session() as s:
         installs.remove_install(s, "t1", row.id)
     with c.db.session() as s:
         assert s.get(InstallSecrets, row.id) is None and s.get(Install, row.id) is None
+    assert kv.list("t1", row.id, "notes", None, 10) == []  # the install's data went with it
+    assert kv.get("t2", other.id, "notes", "n1").value == b"someone else's"  # nobody else's
 
 
 # config ----------------------------------------------------------------------------------
