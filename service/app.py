@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from service.api import admin_extensions, admin_installs, audit, console, debug, gateway, health, policy
 from service.api.errors import install_error_handlers
+from service.api.gateway import GatewayDispatchMiddleware
 from service.api.limits import HeaderLimitMiddleware
 from service.api.request_id import RequestIdMiddleware
 from service.api.schemas import APP_RESPONSES
@@ -49,6 +50,8 @@ def create_app(settings: Settings | None = None, *, container: ServiceContainer 
     app.state.services = services
     install_error_handlers(app)
 
+    # Innermost first: gateway calls leave the stack here, after the request id and limits.
+    app.add_middleware(GatewayDispatchMiddleware, services=services)
     app.add_middleware(RequestIdMiddleware)
     app.add_middleware(HeaderLimitMiddleware)
     app.include_router(health.router)

@@ -1,6 +1,13 @@
 """`/api/ext/{extension}/{path}`: the extension gateway's route. Thin: the pipeline in
 `service.gateway.pipeline` does the work (authentication included, because the order of
-checks and their error codes are the contract)."""
+checks and their error codes are the contract).
+
+The routes below declare the operation (OpenAPI, and the fallback when no gateway is
+configured). Calls are served by `GatewayDispatchMiddleware`, which matches them with the
+same routes' own matcher and hands them to the pipeline from the ASGI stack: FastAPI's
+routing scan, dependency solving and per-route exception layers cost ~0.3 ms per call,
+a third of the gateway's latency budget, and the pipeline needs none of them.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +15,12 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from starlette.routing import Match, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.api.deps import Services
 from service.api.schemas import RETRY_AFTER, ErrorBody, error_example
+from service.container import ServiceContainer
 from service.errors import ServiceUnavailable
 
 router = APIRouter(tags=["gateway"])
@@ -69,3 +79,40 @@ for _method in METHODS:
         response_class=Response,
         openapi_extra={"security": [{"HTTPBearer": []}]},
     )
+
+
+_ROUTES: dict[str, Route] = {
+    method: route
+    for route in router.routes
+    if isinstance(route, Route)
+    for method in sorted(route.methods or ()) if method in METHODS
+}
+
+
+class GatewayDispatchMiddleware:
+    """Pure ASGI: `/api/ext/{extension}/{path}` calls go straight to the gateway pipeline.
+
+    Installed innermost of our middleware, so request ids, header limits and CORS apply as
+    to every route, and an unexpected exception still reaches the app's 500 handler. A
+    request is taken only when the declared route for its method matches it fully (the
+    route's own matcher: same path rules, same parameters); anything else, and every call
+    while no gateway is configured, continues to FastAPI unchanged.
+    """
+
+    def __init__(self, app: ASGIApp, *, services: ServiceContainer) -> None:
+        self.app = app
+        self.services = services
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        gateway = self.services.gateway
+        if scope["type"] == "http" and gateway is not None:
+            route = _ROUTES.get(scope["method"])
+            if route is not None:
+                match, child = route.matches(scope)
+                if match is Match.FULL:
+                    params = child["path_params"]
+                    request = Request({**scope, **child}, receive)
+                    response = await gateway.handle(request, params["extension"], params["path"])
+                    await response(scope, receive, send)
+                    return
+        await self.app(scope, receive, send)
