@@ -46,6 +46,10 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = 8000
+    forwarded_allow_ips: str | None = Field(
+        default=None,
+        description="comma-separated proxy addresses/CIDRs whose X-Forwarded-For `extgate serve` trusts",
+    )
 
     # Authentication
     jwt_hs256_secret: str | None = None

@@ -37,12 +37,16 @@ def serve(
     import uvicorn
 
     settings = Settings()
+    # Client addresses go into audit records: X-Forwarded-For is believed only from the
+    # proxies named in EXTGATE_FORWARDED_ALLOW_IPS, never from anyone by default.
+    trusted = ",".join(p.strip() for p in (settings.forwarded_allow_ips or "").split(",") if p.strip())
     uvicorn.run(
         "service.asgi:app",
         host=host or settings.host,
         port=port or settings.port,
         workers=workers,
-        proxy_headers=False,
+        proxy_headers=bool(trusted),
+        forwarded_allow_ips=trusted or None,
         log_level="info",
     )
 

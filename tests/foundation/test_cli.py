@@ -161,3 +161,23 @@ def test_missing_production_keys_are_a_clear_error(run, monkeypatch, postgres_ur
     assert result.exit_code == 2, result.output
     err = json.loads(result.stderr)
     assert err["error"] == "configuration_error" and "EXTGATE_" in err["detail"]
+
+
+@pytest.mark.parametrize(
+    ("env", "proxy_headers", "trusted"),
+    [(None, False, None), ("", False, None), (" 10.0.0.0/8 , 192.168.1.5 ", True, "10.0.0.0/8,192.168.1.5")],
+)
+def test_serve_trusts_forwarded_headers_only_from_configured_proxies(run, monkeypatch, env, proxy_headers, trusted):
+    import uvicorn
+
+    calls = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append((app, kw)))
+    if env is None:
+        monkeypatch.delenv("EXTGATE_FORWARDED_ALLOW_IPS", raising=False)
+    else:
+        monkeypatch.setenv("EXTGATE_FORWARDED_ALLOW_IPS", env)
+    run("serve", "--port", "8123")
+    [(target, kw)] = calls
+    assert target == "service.asgi:app" and kw["port"] == 8123
+    assert kw["proxy_headers"] is proxy_headers
+    assert kw["forwarded_allow_ips"] == trusted
