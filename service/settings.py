@@ -51,6 +51,24 @@ class Settings(BaseSettings):
         description="comma-separated proxy addresses/CIDRs whose X-Forwarded-For `extgate serve` trusts",
     )
 
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _proxy_addresses(cls, value: str | None) -> str | None:
+        # A typo must not quietly trust nobody (or someone else): every entry is an address or a network.
+        import ipaddress
+
+        entries = [p.strip() for p in (value or "").split(",") if p.strip()]
+        for entry in entries:
+            if entry == "*":
+                continue
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"EXTGATE_FORWARDED_ALLOW_IPS: {entry!r} is not an IP address or CIDR network"
+                ) from None
+        return ",".join(entries) or None
+
     # Authentication
     jwt_hs256_secret: str | None = None
     jwt_public_keys: str | None = Field(

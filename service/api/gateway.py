@@ -85,8 +85,8 @@ _ROUTES: dict[str, Route] = {
     method: route
     for route in router.routes
     if isinstance(route, Route)
-    for method in sorted(route.methods or ()) if method in METHODS
-}
+    for method in route.methods or () if method in METHODS
+}  # HEAD: Starlette adds it to the GET route too; the HEAD route, declared last, wins
 
 
 class GatewayDispatchMiddleware:

@@ -35,11 +35,17 @@ def serve(
 ) -> None:
     """Serve the gateway (embedded defaults: SQLite, migrations applied automatically)."""
     import uvicorn
+    from pydantic import ValidationError
 
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValidationError as exc:  # name the setting and the reason, never echo the value
+        fail("configuration_error",
+             [{"setting": ".".join(map(str, e["loc"])), "message": e["msg"]} for e in exc.errors()], EXIT_USAGE)
+        return
     # Client addresses go into audit records: X-Forwarded-For is believed only from the
     # proxies named in EXTGATE_FORWARDED_ALLOW_IPS, never from anyone by default.
-    trusted = ",".join(p.strip() for p in (settings.forwarded_allow_ips or "").split(",") if p.strip())
+    trusted = settings.forwarded_allow_ips  # validated and normalized by Settings
     uvicorn.run(
         "service.asgi:app",
         host=host or settings.host,

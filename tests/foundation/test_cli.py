@@ -181,3 +181,18 @@ def test_serve_trusts_forwarded_headers_only_from_configured_proxies(run, monkey
     assert target == "service.asgi:app" and kw["port"] == 8123
     assert kw["proxy_headers"] is proxy_headers
     assert kw["forwarded_allow_ips"] == trusted
+
+
+@pytest.mark.parametrize("bad", ["10.0.0.0/33", "proxy.internal", "10.0.0.1,,nope"])
+def test_serve_refuses_an_invalid_proxy_list(run, monkeypatch, bad):
+    import uvicorn
+
+    calls = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append(kw))
+    monkeypatch.setenv("EXTGATE_FORWARDED_ALLOW_IPS", bad)
+    result = run("serve", ok=False)
+    assert result.exit_code == 2 and calls == []  # nothing started
+    body = json.loads(result.stderr)
+    assert body["error"] == "configuration_error"
+    assert body["detail"][0]["setting"] == "forwarded_allow_ips"
+    assert "is not an IP address or CIDR network" in body["detail"][0]["message"]
