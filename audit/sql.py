@@ -4,7 +4,7 @@ Write path (group commit): callers put validated events on a queue and wait on a
 One writer thread per process takes everything queued (up to `max_batch`) and appends it
 in one transaction:
 
-    BEGIN                                   -- SQLite: BEGIN IMMEDIATE (engine-wide)
+    BEGIN                                   -- SQLite: BEGIN IMMEDIATE
     SELECT size, frontier FROM audit_head WHERE id = 1 FOR UPDATE
     -- seq = size, size+1, ...; body = canonical JSON incl. seq; leaf = SHA-256(0x00||body)
     INSERT INTO audit_record ... (one multi-row insert)
@@ -43,6 +43,7 @@ import sqlalchemy as sa
 from sqlalchemy import Connection, Engine
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
+from sqlalchemy.pool import PoolProxiedConnection
 
 from audit.anchors import ExportResult, export_checkpoint
 from audit.config import AuditSettings
@@ -74,6 +75,11 @@ class _Pending:
     future: Future[int] | None = None
     afuture: asyncio.Future[int] | None = None
     loop: asyncio.AbstractEventLoop | None = None
+
+
+def _expire(fut: asyncio.Future[int]) -> None:
+    if not fut.done():
+        fut.set_exception(AuditUnavailableError("timed out waiting for the audit record to commit"))
 
 
 def _resolve_async(items: list[tuple[asyncio.Future[int], int | BaseException]]) -> None:
@@ -190,7 +196,8 @@ class SqlAuditLog:
         self._cp_wake = threading.Event()
         self._closed = False
         self._last_cp_size = 0
-        self._wconn: Connection | None = None
+        # The writer's DBAPI connection, held across batches (see `_writer_connection`).
+        self._wconn: PoolProxiedConnection | None = None
         self._stage = "idle"
 
     # Construction ---------------------------------------------------------------------
@@ -299,10 +306,13 @@ class SqlAuditLog:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[int] = loop.create_future()
         self._enqueue(_Pending(record, afuture=fut, loop=loop))
+        # A timer on the future itself rather than `asyncio.wait_for`, which costs an extra
+        # future and loop round trip on every gateway call's wait for its decision record.
+        timer = loop.call_later(self.append_timeout, _expire, fut)
         try:
-            return await asyncio.wait_for(fut, timeout=self.append_timeout)
-        except TimeoutError as exc:
-            raise AuditUnavailableError("timed out waiting for the audit record to commit") from exc
+            return await fut
+        finally:
+            timer.cancel()
 
     def append_many(self, events: Sequence[AuditEvent], *, timeout: float | None = None) -> list[int]:
         futures = [self.submit(e) for e in events]
@@ -330,6 +340,8 @@ class SqlAuditLog:
                 batch.append(nxt)
             self._commit_batch(batch)
         if self._wconn is not None:
+            with contextlib.suppress(Exception):
+                self._wconn.rollback()
             self._wconn.close()
             self._wconn = None
 
@@ -367,17 +379,24 @@ class SqlAuditLog:
         err.__cause__ = exc
         _settle([(pending, err) for pending in batch])
 
-    def _writer_connection(self) -> Connection:
-        """The writer thread's connection, kept across batches (no pool checkout/ping per batch)."""
+    def _writer_connection(self) -> PoolProxiedConnection:
+        """The writer thread's DBAPI connection, kept across batches.
+
+        The write path is one fixed transaction issued directly on the driver connection:
+        SQLAlchemy's Connection/transaction layer around it (begin events, transaction
+        objects, commit bookkeeping) cost about as much as the statements themselves on
+        SQLite, and this sits on every gateway call's path to a durable decision record."""
         conn = self._wconn
-        if conn is None or conn.closed or conn.invalidated:
+        if conn is None or not conn.is_valid:
             if conn is not None:
                 conn.close()
-            conn = self._wconn = self.engine.connect()
-            if conn.dialect.name == "sqlite":
+            conn = self._wconn = self.engine.raw_connection()  # pool events (pre-ping, PRAGMAs) apply
+            if self.engine.dialect.name == "sqlite":
                 # Audit commits need fsync on commit (the engine default NORMAL can lose the
                 # last transactions on power loss). Must be set outside a transaction.
-                conn.connection.dbapi_connection.execute("PRAGMA synchronous=FULL")  # type: ignore[union-attr]
+                conn.driver_connection.execute("PRAGMA synchronous=FULL")  # type: ignore[union-attr]
+            else:
+                conn.rollback()  # leave the checkout's implicit transaction, if any
         return conn
 
     def _drop_writer_connection(self) -> None:
@@ -390,56 +409,48 @@ class SqlAuditLog:
                 log.debug("closing the audit writer connection failed", exc_info=True)
 
     def _append_txn(self, batch: list[_Pending]) -> tuple[list[tuple[_Pending, int]], int]:
-        conn = self._writer_connection()
-        postgres = conn.dialect.name == "postgresql"
+        dbapi = self._writer_connection()
+        postgres = self.engine.dialect.name == "postgresql"
         try:
-            with conn.begin():  # SQLite: BEGIN IMMEDIATE (engine hook); PostgreSQL: implicit BEGIN
-                dbapi = conn.connection.dbapi_connection
-                assert dbapi is not None
-                cur = dbapi.cursor()
-                try:
-                    self._stage = "lock"
-                    cur.execute(_HEAD_LOCK_PG if postgres else _HEAD_READ)
-                    head = cur.fetchone()
-                    if head is None:
-                        raise RuntimeError("the audit head row is missing (schema not initialized?)")
-                    size, frontier = head
-                    self._stage = "write"
-                    cr = CompactRange.from_bytes(int(size), bytes(frontier))
-                    rows: list[tuple[Any, ...]] = []
-                    results: list[tuple[_Pending, int]] = []
-                    for pending in batch:
-                        seq = cr.size
-                        r = pending.record
-                        data = r.prefix + str(seq).encode() + r.suffix
-                        lh = _sha256(b"\x00" + data).digest()
-                        cr.append(lh)
-                        rows.append(
-                            (
-                                seq,
-                                r.ts,
-                                r.tenant_id,
-                                r.action,
-                                r.outcome,
-                                r.actor_id,
-                                r.resource,
-                                r.request_id,
-                                data,
-                                lh,
-                            )
-                        )
-                        results.append((pending, seq))
-                    if postgres:
-                        with cur.copy(_COPY_SQL) as copy:
-                            copy.set_types(_COPY_TYPES)
-                            for row in rows:
-                                copy.write_row(row)
-                        cur.execute(_HEAD_UPDATE_PG, (cr.size, cr.to_bytes(), now_us()))
-                    else:
-                        cur.executemany(_INSERT_SQL, rows)
-                        cur.execute(_HEAD_UPDATE_SQLITE, (cr.size, cr.to_bytes(), now_us()))
-                finally:
-                    cur.close()
+            cur = dbapi.cursor()
+            try:
+                self._stage = "lock"
+                if not postgres:
+                    # The engine's connections run with pysqlite's implicit transactions off;
+                    # writers serialize at BEGIN rather than failing a lock upgrade later.
+                    cur.execute("BEGIN IMMEDIATE")
+                # PostgreSQL: psycopg opens the transaction on the first statement.
+                cur.execute(_HEAD_LOCK_PG if postgres else _HEAD_READ)
+                head = cur.fetchone()
+                if head is None:
+                    raise RuntimeError("the audit head row is missing (schema not initialized?)")
+                size, frontier = head
+                self._stage = "write"
+                cr = CompactRange.from_bytes(int(size), bytes(frontier))
+                rows: list[tuple[Any, ...]] = []
+                results: list[tuple[_Pending, int]] = []
+                for pending in batch:
+                    seq = cr.size
+                    r = pending.record
+                    data = r.prefix + str(seq).encode() + r.suffix
+                    lh = _sha256(b"\x00" + data).digest()
+                    cr.append(lh)
+                    rows.append((seq, r.ts, r.tenant_id, r.action, r.outcome, r.actor_id, r.resource,
+                                 r.request_id, data, lh))
+                    results.append((pending, seq))
+                if postgres:
+                    with cur.copy(_COPY_SQL) as copy:
+                        copy.set_types(_COPY_TYPES)
+                        for row in rows:
+                            copy.write_row(row)
+                    cur.execute(_HEAD_UPDATE_PG, (cr.size, cr.to_bytes(), now_us()))
+                else:
+                    cur.executemany(_INSERT_SQL, rows)
+                    cur.execute(_HEAD_UPDATE_SQLITE, (cr.size, cr.to_bytes(), now_us()))
+            finally:
+                cur.close()
+            self._stage = "commit"
+            dbapi.commit()
         except BaseException:
             self._drop_writer_connection()
             raise

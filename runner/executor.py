@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import hashlib
 import json
 import logging
@@ -75,6 +76,29 @@ def classify_trap(message: str, stderr_tail: str, timed_out: bool) -> RunnerErro
     if any(m in text for m in _OOM_MARKERS) or any(m in stderr_tail.lower() for m in _OOM_MARKERS):
         return RunnerError.MEMORY_LIMIT
     return RunnerError.GUEST_CRASH
+
+
+def _deliver(
+    loop: asyncio.AbstractEventLoop, waiting: asyncio.Future[ExecuteResponse], done: Future[ExecuteResponse]
+) -> None:
+    """From the worker thread: hand a finished job's answer to the waiting coroutine."""
+    def settle() -> None:
+        if waiting.done():  # the caller stopped waiting
+            return
+        if done.cancelled():
+            waiting.cancel()
+        elif (exc := done.exception()) is not None:
+            waiting.set_exception(exc)
+        else:
+            waiting.set_result(done.result())
+
+    with contextlib.suppress(RuntimeError):  # the loop closed: nobody is waiting
+        loop.call_soon_threadsafe(settle)
+
+
+def _expire(waiting: asyncio.Future[ExecuteResponse]) -> None:
+    if not waiting.done():
+        waiting.set_exception(TimeoutError())
 
 
 class Runner:
@@ -162,15 +186,31 @@ class Runner:
             return ExecuteResponse.failure(RunnerError.TIMEOUT)
         return self._remember(idem, response)
 
-    async def execute_async(self, request: ExecuteRequest, headers: Mapping[str, str] | None = None) -> ExecuteResponse:
+    async def execute_async(
+        self, request: ExecuteRequest, headers: Mapping[str, str] | None = None, *, deadline_s: float | None = None
+    ) -> ExecuteResponse:
+        """`execute` for async callers. `deadline_s` (the caller's own budget) shortens the
+        outer bound; either way an expired wait is answered as a `timeout` failure."""
         admitted = self._admit(request, headers)
         if isinstance(admitted, ExecuteResponse):
             return admitted
         future, idem, timeout_s = admitted
+        if deadline_s is not None:
+            timeout_s = min(timeout_s, deadline_s)
+        # The worker's future is bridged one way: a caller that times out or is cancelled
+        # stops waiting, but never cancels the job. A queued job that was cancelled would
+        # never run, and its admission slot would never be released. (Also cheaper than
+        # `asyncio.wait_for`, which adds a future and a loop round trip to every call.)
+        loop = asyncio.get_running_loop()
+        waiting: asyncio.Future[ExecuteResponse] = loop.create_future()
+        future.add_done_callback(lambda done: _deliver(loop, waiting, done))
+        timer = loop.call_later(timeout_s, _expire, waiting)
         try:
-            response = await asyncio.wait_for(asyncio.wrap_future(future), timeout_s)
+            response = await waiting
         except TimeoutError:
             return ExecuteResponse.failure(RunnerError.TIMEOUT)
+        finally:
+            timer.cancel()
         return self._remember(idem, response)
 
     def _remember(self, idem: tuple[tuple[str, str, str], str] | None, response: ExecuteResponse) -> ExecuteResponse:

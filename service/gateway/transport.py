@@ -9,7 +9,6 @@ in free text travels further than a log line here.
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Protocol
@@ -61,10 +60,10 @@ class InProcessTransport:
     async def execute(
         self, request: ExecuteRequest, headers: Mapping[str, str], *, deadline_s: float
     ) -> ExecuteResponse:
+        # The runner applies the deadline itself (answering `timeout`, a 504 like
+        # RunnerTimeout): no wrapping task per call.
         try:
-            return await asyncio.wait_for(self.runner.execute_async(request, headers), deadline_s)
-        except TimeoutError:
-            raise RunnerTimeout() from None
+            return await self.runner.execute_async(request, headers, deadline_s=deadline_s)
         except Exception as exc:  # the runner answers errors as codes; anything else is a bug
             raise RunnerUnavailable(type(exc).__name__) from exc
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Hashable
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import cedarpy
 
@@ -38,6 +38,8 @@ from service.policy.model import (
     EntityRef,
     InstallFacts,
 )
+
+V = TypeVar("V")
 
 EVALUATION_ERROR_REASON = "A policy could not be evaluated, so the request is denied (fail closed)."
 NO_BUNDLE_REASON = "No valid policy bundle is active, so every request is denied."
@@ -73,39 +75,51 @@ def debug_context(counts: DebugCounts, justification: str | None) -> dict[str, A
     }
 
 
-class _EntityCache:
-    """Bounded map of request facts -> validated Entities handle (FIFO eviction)."""
+class _BoundedCache(Generic[V]):
+    """Bounded map with FIFO eviction. Reads take no lock (a dict lookup is atomic)."""
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
-        self._data: dict[Hashable, cedarpy.Entities] = {}
+        self._data: dict[Hashable, V] = {}
         self._lock = threading.Lock()
 
-    def get_or_build(self, key: Hashable, build: Callable[[], cedarpy.Entities]) -> cedarpy.Entities:
+    def get_or_build(self, key: Hashable, build: Callable[[], V]) -> V:
         found = self._data.get(key)
         if found is not None:
             return found
-        handle = build()
-        with self._lock:
-            while len(self._data) >= self.capacity:
-                self._data.pop(next(iter(self._data)))
-            self._data[key] = handle
-        return handle
+        value = build()
+        if self.capacity > 0:
+            with self._lock:
+                while len(self._data) >= self.capacity:
+                    self._data.pop(next(iter(self._data)))
+                self._data[key] = value
+        return value
 
     def __len__(self) -> int:
         return len(self._data)
 
 
+# Longer request paths are decided without memoising (bounds the memo's memory).
+MEMO_MAX_PATH = 512
+
+
 class PolicyEngine:
     """Decisions for one bundle."""
 
-    def __init__(self, bundle: Bundle, *, entity_cache_size: int = 4096) -> None:
+    def __init__(self, bundle: Bundle, *, entity_cache_size: int = 4096, decision_memo_size: int = 8192) -> None:
         self.bundle = bundle
         self.revision = bundle.revision
         self._schema = bundle.schema
         self._reasons = {pid: info.reason for pid, info in bundle.policies.items()}
         self._effects = {pid: info.effect for pid, info in bundle.policies.items()}
-        self._cache = _EntityCache(entity_cache_size)
+        self._cache: _BoundedCache[cedarpy.Entities] = _BoundedCache(entity_cache_size)
+        # Invoke decisions by their complete input. Cedar evaluation is a pure function of
+        # (policies, entities, request); the policies are this engine's own (a reload builds
+        # a new engine, and this memo goes with the old one), the entities are a function
+        # of (principal key, install facts), and the request of the rest of the key. So a
+        # memoised answer is exactly what evaluating again would return — not a cache that
+        # can go stale.
+        self._invoke_memo: _BoundedCache[Decision] = _BoundedCache(decision_memo_size)
         self._actions: dict[str, dict[str, str]] = {}
         self._full_set: cedarpy.PolicySet | None = None
 
@@ -202,6 +216,17 @@ class PolicyEngine:
         path: str = "",
     ) -> Decision:
         """May `principal` call `http_method` on this install? (`read` for GET/HEAD, else `write`)."""
+        if len(path) > MEMO_MAX_PATH:
+            return self._decide_invoke(principal, install, http_method, endpoint, path)
+        key = (principal_key(principal), install, http_method.upper(), endpoint.declared,
+               endpoint.template if endpoint.declared else None, path)
+        return self._invoke_memo.get_or_build(
+            key, lambda: self._decide_invoke(principal, install, http_method, endpoint, path)
+        )
+
+    def _decide_invoke(
+        self, principal: Principal, install: InstallFacts, http_method: str, endpoint: EndpointMatch, path: str
+    ) -> Decision:
         return self._decide_for(
             (principal_key(principal), install),
             lambda: request_entities(principal, install=install),

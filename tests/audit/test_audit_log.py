@@ -48,6 +48,29 @@ def test_async_append(make_log: LogFactory) -> None:
     assert sorted(asyncio.run(main())) == list(range(50))
 
 
+def test_async_append_times_out_when_the_commit_does_not_come(make_log: LogFactory, engine: Engine) -> None:
+    if engine.dialect.name != "sqlite":
+        pytest.skip("holds SQLite's write lock")
+    log = make_log(append_timeout=0.3)
+    assert log.append(event(0)) == 0
+    blocker = engine.raw_connection()
+    blocker.driver_connection.execute("BEGIN IMMEDIATE")  # type: ignore[union-attr]
+    try:
+        async def waited() -> float:
+            started = asyncio.get_running_loop().time()
+            with pytest.raises(AuditUnavailableError, match="timed out"):
+                await log.append_async(event(1))
+            return asyncio.get_running_loop().time() - started
+
+        assert 0.25 <= asyncio.run(waited()) < 5
+    finally:
+        blocker.driver_connection.execute("ROLLBACK")  # type: ignore[union-attr]
+        blocker.close()
+    # The writer was only waiting: the record still lands, after the one before it.
+    assert log.append(event(2)) == 2
+    assert log.get(1).parsed()["request_id"] == "req-1"
+
+
 def test_invalid_event_fails_alone(make_log: LogFactory) -> None:
     log = make_log()
     with pytest.raises(AuditRecordError):
@@ -71,6 +94,50 @@ def test_database_failure_reaches_the_caller(tmp_path: Path) -> None:
     assert log.health()["failures"] == 1
     log.close()
     eng.dispose()
+
+
+def test_writer_reconnects_after_its_session_is_killed(make_log: LogFactory, engine: Engine) -> None:
+    if engine.dialect.name != "postgresql":
+        pytest.skip("a server-side session to kill")
+    log = make_log()
+    assert log.append(event(0)) == 0
+    # An operator (or a failover) ends the writer's kept session between two batches.
+    with engine.connect() as conn:
+        killed = conn.exec_driver_sql(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).scalar()
+    assert killed and killed >= 1
+    # Nothing had been written in the dead session: the batch is retried once on a fresh one.
+    assert log.append(event(1)) == 1
+    assert log.health()["failures"] == 0
+    assert log.size() == 2
+
+
+def test_a_failed_batch_writes_nothing_and_the_next_one_continues(make_log: LogFactory, engine: Engine) -> None:
+    log = make_log()
+    assert log.append(event(0)) == 0
+    # The insert fails mid-transaction (a duplicate seq): the head row must not advance.
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text("INSERT INTO audit_record (seq, ts, tenant_id, action, outcome, actor_id, resource, "
+                    "request_id, body, leaf_hash) VALUES (1, 0, 't1', 'x', 'ok', 'a', 'r', 'q', :b, :h)"),
+            {"b": b"{}", "h": b"\0" * 32},
+        )
+    with pytest.raises(AuditUnavailableError):
+        log.append(event(1), timeout=10)
+    assert log.size() == 1
+    assert log.health()["failures"] == 1
+
+
+def test_sqlite_writer_commits_with_full_sync(make_log: LogFactory, engine: Engine) -> None:
+    if engine.dialect.name != "sqlite":
+        pytest.skip("SQLite durability setting")
+    log = make_log()
+    log.append(event(0))
+    assert log._wconn is not None
+    # 2 = FULL: the WAL is fsynced at every commit, so a returned seq survives power loss.
+    assert log._wconn.driver_connection.execute("PRAGMA synchronous").fetchone()[0] == 2  # type: ignore[union-attr]
 
 
 def test_checkpoint_every_n_and_export(make_log: LogFactory, checkpoint_dir: Path) -> None:

@@ -10,7 +10,7 @@ import cedarpy
 from service.policy import cedar_call
 from service.policy.bundle import Bundle, compile_bundle
 from service.policy.diff import _generated
-from service.policy.engine import DenyAllEngine, PolicyEngine
+from service.policy.engine import MEMO_MAX_PATH, DenyAllEngine, PolicyEngine
 from service.policy.entities import request_entities
 from service.policy.model import (
     ENDPOINT_RULE_ID,
@@ -279,6 +279,67 @@ def test_entities_are_cached_per_facts(engine: PolicyEngine) -> None:
     revoked = install("acme", "acme-crm")  # same install, capability revoked: new facts, new entry
     engine.decide_debug_view(user("o", "acme", "operator"), revoked, UNDER_CAPS)
     assert len(engine._cache) == 2
+
+
+def test_memoised_invoke_decisions_equal_fresh_evaluation(shipped_bundle: Bundle) -> None:
+    engine = PolicyEngine(shipped_bundle)
+    principals = [
+        user("p", "acme", "viewer"), user("p", "acme", "editor"), user("p", "acme", "admin"),
+        user("p", "acme", "operator"), user("p", "acme"), user("p", "acme", "editor", user_type="client"),
+        user("p", "globex", "admin"),
+    ]
+    installs = [CRM, install("acme", "acme-crm"), install("acme", "acme-crm", enabled=False),
+                install("globex", "globex-crm")]
+    endpoints = [DECLARED, EndpointMatch(True, "/other"), UNDECLARED]
+    for _ in range(2):  # the first pass fills the memo, the second answers from it
+        for principal in principals:
+            for facts in installs:
+                for method in ("GET", "head", "POST", "DELETE"):
+                    for endpoint in endpoints:
+                        for path in ("/items/1", "/"):
+                            got = engine.decide_invoke(principal, facts, method, endpoint, path=path)
+                            fresh = engine._decide_invoke(principal, facts, method, endpoint, path)
+                            assert got == fresh, (principal, facts, method, endpoint, path)
+    assert 0 < len(engine._invoke_memo) <= 7 * 4 * 4 * 3 * 2
+
+
+def test_invoke_memo_keys_on_every_input(shipped_bundle: Bundle) -> None:
+    engine = PolicyEngine(shipped_bundle)
+    # Same subject, new token with other roles: a fresh decision, not the remembered one.
+    assert not engine.decide_invoke(user("sam", "acme", "viewer"), CRM, "PATCH", DECLARED).allowed
+    assert engine.decide_invoke(user("sam", "acme", "editor"), CRM, "PATCH", DECLARED).allowed
+    # Same install, now disabled: new facts.
+    assert engine.decide_invoke(user("sam", "acme", "viewer"), CRM, "GET", DECLARED).allowed
+    disabled = install("acme", "acme-crm", "cap:debug.logs", enabled=False)
+    assert not engine.decide_invoke(user("sam", "acme", "viewer"), disabled, "GET", DECLARED).allowed
+    # Declared vs undeclared endpoint on the same path.
+    undeclared = engine.decide_invoke(user("sam", "acme", "viewer"), CRM, "GET", UNDECLARED, path="/items/1")
+    assert undeclared.endpoint_not_found
+
+
+def test_invoke_memo_is_bounded_and_skips_long_paths(shipped_bundle: Bundle) -> None:
+    engine = PolicyEngine(shipped_bundle, decision_memo_size=8)
+    viewer = user("v", "acme", "viewer")
+    for i in range(20):
+        assert engine.decide_invoke(viewer, CRM, "GET", DECLARED, path=f"/items/{i}").allowed
+    assert len(engine._invoke_memo) == 8
+    long_path = "/items/" + "x" * (MEMO_MAX_PATH + 1)
+    engine._invoke_memo._data.clear()
+    assert engine.decide_invoke(viewer, CRM, "GET", DECLARED, path=long_path).allowed
+    assert len(engine._invoke_memo) == 0
+
+
+def test_a_new_bundle_never_sees_the_old_bundles_answers(edit: Callable[..., BundleSource]) -> None:
+    shipped = PolicyEngine(compile_bundle(edit({})))
+    editor = user("e", "acme", "editor")
+    assert shipped.decide_invoke(editor, CRM, "PATCH", DECLARED).allowed
+    forbidding = PolicyEngine(compile_bundle(edit({"zz_freeze.cedar": (
+        '@id("freeze.writes")\n@reason("Writes are frozen.")\n'
+        "forbid (principal, action == ExtGate::Action::\"write\", resource);\n"
+    )})))
+    decision = forbidding.decide_invoke(editor, CRM, "PATCH", DECLARED)
+    assert not decision.allowed and decision.policy_ids == ("freeze.writes",)
+    assert shipped.decide_invoke(editor, CRM, "PATCH", DECLARED).allowed  # each engine, its own bundle
 
 
 def test_fast_and_public_call_paths_agree(engine: PolicyEngine) -> None:

@@ -84,3 +84,59 @@ def test_request_body_over_cap(runner, wat_guests) -> None:
     big = b"x" * (runner.settings.runner_max_request_body_bytes + 1)
     resp = runner.execute(make_request(wat_guests["echo"], "/", method="POST", body=big))
     assert resp.error == "payload_too_large"
+
+
+def test_async_execute_answers_and_its_outer_bound_times_out(runner, wat_guests, monkeypatch) -> None:
+    import asyncio
+    from concurrent.futures import Future
+
+    resp = asyncio.run(runner.execute_async(make_request(wat_guests["faults"], "/echo", method="POST", body=b"hi")))
+    assert resp.error is None and body_of(resp) == b"hi"
+
+    # A host call that ignores its own deadline: the caller still gets `timeout` at the bound.
+    stuck: Future[object] = Future()
+    monkeypatch.setattr(runner, "_admit", lambda req, headers: (stuck, None, 0.1))
+    resp = asyncio.run(runner.execute_async(make_request(wat_guests["faults"], "/echo")))
+    assert resp.error == "timeout"
+    # ... and at the caller's own, shorter deadline (the gateway's budget).
+    monkeypatch.setattr(runner, "_admit", lambda req, headers: (stuck, None, 30.0))
+    resp = asyncio.run(runner.execute_async(make_request(wat_guests["faults"], "/echo"), deadline_s=0.1))
+    assert resp.error == "timeout"
+
+    # A caller that goes away is cancelled, not answered with a timeout.
+    async def cancelled() -> None:
+        task = asyncio.ensure_future(runner.execute_async(make_request(wat_guests["faults"], "/echo")))
+        await asyncio.sleep(0.02)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    monkeypatch.setattr(runner, "_admit", lambda req, headers: (Future(), None, 30.0))
+    asyncio.run(cancelled())
+
+
+def test_a_caller_that_stops_waiting_does_not_strand_a_queued_job(tmp_path: Path, keyring: Keyring, compiled_dir: Path,
+                                                                 wat_guests) -> None:
+    import asyncio
+    import threading
+    import time
+
+    runner = make_runner(tmp_path, compiled_dir, keyring, runner_queue_size=4)
+    try:
+        full = runner._slots._value  # type: ignore[attr-defined]
+        # Occupy the only worker, then queue a call whose caller gives up before it starts.
+        busy = threading.Thread(target=runner.execute,
+                                args=(make_request(wat_guests["faults"], "/loop", limits={"timeout_ms": 300}),))
+        busy.start()
+        time.sleep(0.05)
+        resp = asyncio.run(runner.execute_async(make_request(wat_guests["faults"], "/echo"), deadline_s=0.02))
+        assert resp.error == "timeout"
+        busy.join()
+        # The queued job still ran and gave its admission slot back.
+        deadline = time.monotonic() + 5
+        while runner._slots._value != full and time.monotonic() < deadline:  # type: ignore[attr-defined]
+            time.sleep(0.01)
+        assert runner._slots._value == full  # type: ignore[attr-defined]
+        _echo_ok(runner, wat_guests["faults"])
+    finally:
+        runner.close()
