@@ -53,6 +53,9 @@ class AuditSettings(BaseSettings):
     checkpoint_every: int = Field(default=10_000, ge=1)
     checkpoint_interval_seconds: float = Field(default=60.0, gt=0)
     max_batch: int = Field(default=500, ge=1, le=10_000)
+    # How long a record nobody waits on (an outcome, a denial) may wait to share the
+    # transaction of an awaited one. 0: every record commits without waiting.
+    defer_ms: int = Field(default=50, ge=0, le=1000)
     max_tail_age_seconds: float | None = None
     allow_dev_key: bool = False
 

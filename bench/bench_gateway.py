@@ -5,14 +5,15 @@
    is saturated and the latencies of this phase are mostly queueing (16 / throughput).
 2. Added latency of the gateway over calling the runner directly, same guest, 16
    concurrent clients at a paced load (open loop, a fixed offered rate that both targets
-   sustain; default 30% of the runner's saturated throughput in this run): p50/p99 of
+   sustain; default 30% of the slower of runner and gateway, measured in this run): p50/p99 of
    `GET /api/ext/<slug>/hello` on `extgate serve`-style uvicorn (embedded runner, full
    pipeline: JWT, install lookup, Cedar, rate limit, durable audit append, config/secrets
    load, dispatch) minus p50/p99 of `POST /v1/execute` on `extgate runner serve` with the
    equivalent execute request. A request's latency counts from the moment it was due.
 
-Every server is its own uvicorn process (one worker); the load generator is an
-httpx.AsyncClient in this process, identical for all three targets. Guest: the WAT echo
+Every server is its own uvicorn process (one worker); the load generator is
+`bench/loadgen.py` in this process (keep-alive HTTP/1.1 connections, pre-built requests:
+cheap, so it takes little of the two cores from the servers), identical for all targets. Guest: the WAT echo
 guest (trivial), so the numbers are the pipeline's, not the guest's.
 
     .venv/bin/python bench/bench_gateway.py [--n 3000] [--concurrency 16] [--paced-n 2000]
@@ -37,8 +38,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
-import httpx  # noqa: E402
+import loadgen  # noqa: E402
 from wasmtime import wat2wasm  # noqa: E402
 
 PY = str(ROOT / ".venv" / "bin" / "python")
@@ -122,60 +124,21 @@ def serve(args: list[str], env: dict[str, str], port: int) -> subprocess.Popen[b
 
 async def load(method: str, url: str, headers: dict[str, str], body: bytes | None, n: int,
                concurrency: int) -> tuple[list[float], float]:
-    latencies: list[float] = []
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(limits=limits, timeout=30) as client:
-        for _ in range(50):  # warm-up: connections, caches, component load
-            r = await client.request(method, url, headers=headers, content=body)
-            assert r.status_code == 200, (url, r.status_code, r.text[:200])
-        remaining = n
-
-        async def worker() -> None:
-            nonlocal remaining
-            while remaining > 0:
-                remaining -= 1
-                t0 = time.perf_counter()
-                r = await client.request(method, url, headers=headers, content=body)
-                latencies.append(time.perf_counter() - t0)
-                if r.status_code != 200:
-                    raise RuntimeError(f"{url}: HTTP {r.status_code} {r.text[:200]}")
-
-        t0 = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        elapsed = time.perf_counter() - t0
-    return latencies, n / elapsed
+    return await loadgen.closed_loop(loadgen.Target.build(method, url, headers, body), n, concurrency)
 
 
 async def paced_load(method: str, url: str, headers: dict[str, str], body: bytes | None, n: int,
                      concurrency: int, rate: float) -> list[float]:
-    """Open loop: `n` requests at a fixed offered `rate` (req/s) from `concurrency` clients.
+    return await loadgen.open_loop(loadgen.Target.build(method, url, headers, body), n, concurrency, rate)
 
-    Request i is due at t0 + i/rate; its latency counts from that due time, so a server that
-    falls behind is charged for the wait (no coordinated omission)."""
-    latencies: list[float] = []
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(limits=limits, timeout=30) as client:
-        for _ in range(50):
-            r = await client.request(method, url, headers=headers, content=body)
-            assert r.status_code == 200, (url, r.status_code, r.text[:200])
-        next_index = 0
-        t0 = time.perf_counter()
 
-        async def worker() -> None:
-            nonlocal next_index
-            while next_index < n:
-                due = t0 + next_index / rate
-                next_index += 1
-                delay = due - time.perf_counter()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                r = await client.request(method, url, headers=headers, content=body)
-                latencies.append(time.perf_counter() - due)
-                if r.status_code != 200:
-                    raise RuntimeError(f"{url}: HTTP {r.status_code} {r.text[:200]}")
-
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return latencies
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a whole process (all its threads), from /proc; 0 where absent."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def pct(values: list[float], q: float) -> float:
@@ -187,8 +150,10 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=3000)
     ap.add_argument("--concurrency", type=int, default=16)
     ap.add_argument("--paced-n", type=int, default=2000, help="requests per target in the paced phase")
+    ap.add_argument("--paced-rounds", type=int, default=4,
+                    help="alternating runner/gateway rounds in the paced phase (pairs them against drift)")
     ap.add_argument("--rate", type=float, default=None,
-                    help="paced offered load, req/s (default: 30%% of the runner's saturated throughput)")
+                    help="paced offered load, req/s (default: 30%% of the slower target's saturated throughput)")
     ap.add_argument("--database-url", default=None, help="default: embedded SQLite")
     a = ap.parse_args()
 
@@ -218,6 +183,8 @@ def main() -> None:
             hello_url = f"http://127.0.0.1:{ports['hello']}/hello"
             gw_headers = {"authorization": f"Bearer {info['token']}"}
             results: dict[str, tuple[list[float], float]] = {}
+            pids = {"runner": procs[0].pid, "gateway": procs[1].pid, "hello": procs[2].pid}
+            cpu_ms: dict[str, float] = {}
             # Interleave rounds so machine noise hits every target alike.
             for _ in range(2):
                 for name, args in (
@@ -225,18 +192,25 @@ def main() -> None:
                     ("gateway", ("GET", gw_url, gw_headers, None)),
                     ("hello", ("GET", hello_url, {}, None)),
                 ):
+                    before = cpu_seconds(pids[name])
                     lat, rps = asyncio.run(load(*args, n=a.n // 2, concurrency=a.concurrency))  # type: ignore[arg-type]
+                    cpu_ms[name] = cpu_ms.get(name, 0.0) + (cpu_seconds(pids[name]) - before) * 1000 / a.n
                     prev = results.get(name, ([], 0.0))
                     results[name] = (prev[0] + lat, prev[1] + rps / 2)
-            rate = a.rate or round(0.3 * results["runner"][1])
+            # Both targets must sustain the offered load comfortably: 30% of the slower one.
+            rate = a.rate or round(0.3 * min(results["runner"][1], results["gateway"][1]))
             paced: dict[str, list[float]] = {"runner": [], "gateway": []}
-            for _ in range(2):
+            round_added: list[float] = []
+            for _ in range(a.paced_rounds):
+                this_round: dict[str, list[float]] = {}
                 for name, args in (
                     ("runner", ("POST", runner_url, info["execute_headers"], info["execute"].encode())),
                     ("gateway", ("GET", gw_url, gw_headers, None)),
                 ):
-                    paced[name] += asyncio.run(paced_load(*args, n=a.paced_n // 2,  # type: ignore[arg-type]
-                                                          concurrency=a.concurrency, rate=rate))
+                    this_round[name] = asyncio.run(paced_load(
+                        *args, n=a.paced_n // a.paced_rounds, concurrency=a.concurrency, rate=rate))  # type: ignore[arg-type]
+                    paced[name] += this_round[name]
+                round_added.append(pct(this_round["gateway"], 50) - pct(this_round["runner"], 50))
         finally:
             for p in procs:
                 os.killpg(p.pid, signal.SIGTERM)
@@ -252,7 +226,10 @@ def main() -> None:
     for name, (lat, rps) in results.items():
         print(f"{'':25}{name:10} {pct(lat, 50):8.2f} {pct(lat, 99):8.2f} {rps:8.0f}")
     g, r, h = results["gateway"], results["runner"], results["hello"]
-    print(f"throughput gateway / bare hello: {g[1] / h[1]:.2f}x (goal >= 0.5)")
+    print(f"throughput gateway / bare hello: {g[1] / h[1]:.2f}x (goal >= 0.5); gateway / runner direct: "
+          f"{g[1] / r[1]:.2f}x")
+    print("server CPU per request (all threads, saturated phase): "
+          + ", ".join(f"{name} {ms:.2f} ms" for name, ms in cpu_ms.items()))
     print(f"saturated added latency (gateway - runner direct, queueing): p50 {pct(g[0], 50) - pct(r[0], 50):.2f} ms, "
           f"p99 {pct(g[0], 99) - pct(r[0], 99):.2f} ms")
     print(f"paced at {rate:.0f} req/s:{'':10} {'target':10} {'p50 ms':>8} {'p99 ms':>8}")
@@ -261,6 +238,7 @@ def main() -> None:
     pg, pr = paced["gateway"], paced["runner"]
     print(f"added latency (gateway - runner direct), paced: p50 {pct(pg, 50) - pct(pr, 50):.2f} ms (goal <= 1), "
           f"p99 {pct(pg, 99) - pct(pr, 99):.2f} ms (goal <= 5)")
+    print("added p50 per paced round (noise): " + " ".join(f"{x:.2f}" for x in round_added) + " ms")
 
 
 if __name__ == "__main__":

@@ -73,7 +73,8 @@ def require(
                         request_id=request_id,
                         policy_ids=decision.policy_ids,
                         policy_revision=decision.revision,
-                    )
+                    ),
+                    defer=True,
                 )
             except Exception as exc:  # noqa: BLE001 - never turn a 403 into a 500
                 log.warning("could not queue audit record for a denial: %s", type(exc).__name__)

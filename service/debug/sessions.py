@@ -210,6 +210,6 @@ class DebugSessions:
             details={"extension": req.extension[:200], "justification": (req.justification or "").strip() or None},
         )
         try:
-            self.audit.submit(event)  # best effort: the request is refused either way
+            self.audit.submit(event, defer=True)  # best effort: the request is refused either way
         except Exception as exc:  # noqa: BLE001
             log.warning("could not queue audit record for a debug denial: %s", type(exc).__name__)

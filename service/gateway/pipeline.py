@@ -352,7 +352,7 @@ class Gateway:
         try:
             submit = getattr(audit, "submit", None)
             if submit is not None:
-                submit(event)
+                submit(event, defer=True)  # shares the next awaited record's commit
             else:
                 audit.append(event)
         except Exception as exc:  # noqa: BLE001

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import stat
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -71,6 +72,37 @@ def test_async_append_times_out_when_the_commit_does_not_come(make_log: LogFacto
     assert log.get(1).parsed()["request_id"] == "req-1"
 
 
+def test_a_deferred_record_shares_the_next_awaited_commit_in_order(make_log: LogFactory) -> None:
+    log = make_log(defer_seconds=5.0)
+    outcome = log.submit(event(0, request_id="outcome-1"), defer=True)
+    time.sleep(0.05)
+    assert not outcome.done()  # waiting for company, not committed alone
+    batches = log.stats.batches
+    assert log.append(event(1, request_id="decision-2")) == 1  # awaited: commits both
+    assert outcome.result(timeout=5) == 0  # queued first, committed first
+    assert log.stats.batches == batches + 1
+    assert [r.parsed()["request_id"] for r in log.query(RecordFilter())] == ["outcome-1", "decision-2"]
+
+
+def test_a_deferred_record_alone_commits_after_the_defer_window(make_log: LogFactory) -> None:
+    log = make_log(defer_seconds=0.2)
+    started = time.monotonic()
+    fut = log.submit(event(0), defer=True)
+    assert fut.result(timeout=10) == 0
+    assert 0.15 <= time.monotonic() - started < 5
+    immediate = make_log(defer_seconds=0.0)
+    started = time.monotonic()
+    assert immediate.submit(event(1), defer=True).result(timeout=10) == 1
+    assert time.monotonic() - started < 0.15
+
+
+def test_close_commits_deferred_records(make_log: LogFactory) -> None:
+    log = make_log(defer_seconds=30.0)
+    futures = [log.submit(event(i), defer=True) for i in range(5)]
+    log.close()
+    assert [f.result(timeout=1) for f in futures] == list(range(5))
+
+
 def test_invalid_event_fails_alone(make_log: LogFactory) -> None:
     log = make_log()
     with pytest.raises(AuditRecordError):
@@ -130,14 +162,30 @@ def test_a_failed_batch_writes_nothing_and_the_next_one_continues(make_log: LogF
     assert log.health()["failures"] == 1
 
 
-def test_sqlite_writer_commits_with_full_sync(make_log: LogFactory, engine: Engine) -> None:
+def test_sqlite_writer_commits_with_full_sync_and_checkpoints_beside_it(
+    make_log: LogFactory, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
     if engine.dialect.name != "sqlite":
         pytest.skip("SQLite durability setting")
+    import audit.sql
+
+    monkeypatch.setattr(audit.sql, "WAL_CHECKPOINT_BATCHES", 20)
     log = make_log()
     log.append(event(0))
     assert log._wconn is not None
+    pragma = log._wconn.driver_connection.execute  # type: ignore[union-attr]
     # 2 = FULL: the WAL is fsynced at every commit, so a returned seq survives power loss.
-    assert log._wconn.driver_connection.execute("PRAGMA synchronous").fetchone()[0] == 2  # type: ignore[union-attr]
+    assert pragma("PRAGMA synchronous").fetchone()[0] == 2
+    # No commit of the writer copies the WAL into the database; the audit-wal thread does.
+    assert pragma("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+    for i in range(1, 101):  # one batch each
+        assert log.append(event(i)) == i
+    deadline = time.monotonic() + 10
+    while log.health()["wal_checkpoints"] < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert log.health()["wal_checkpoints"] >= 1
+    assert log.size() == 101
+    assert verify_log(engine, verifiers=log.verifiers).status == Status.OK
 
 
 def test_checkpoint_every_n_and_export(make_log: LogFactory, checkpoint_dir: Path) -> None:
