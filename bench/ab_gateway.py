@@ -16,11 +16,9 @@ import argparse
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,20 +36,6 @@ def live_threads_cpu(pid: int) -> float:
             continue
         total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     return total
-
-
-def start(args: list[str], env: dict[str, str], port: int, root: Path) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(args, env={**os.environ, **env, "PYTHONPATH": str(root)}, cwd=root,  # noqa: S603
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return proc
-        except OSError:
-            time.sleep(0.1)
-    os.killpg(proc.pid, signal.SIGKILL)
-    raise RuntimeError(f"{args} did not start")
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
@@ -77,7 +61,7 @@ def main() -> None:
         env = {"EXTGATE_DATA_DIR": str(data_dir), "EXTGATE_GATEWAY_RATE_LIMIT_BURST": "1000000",
                "EXTGATE_GATEWAY_RATE_LIMIT_PER_SECOND": "1000000", "EXTGATE_RUNNER_THREADS": "2"}
         runner_port = bg.free_port()
-        runner = start([str(ROOT / ".venv" / "bin" / "extgate"), "runner", "serve", "--port", str(runner_port)],
+        runner = bg.serve([str(ROOT / ".venv" / "bin" / "extgate"), "runner", "serve", "--port", str(runner_port)],
                        env, runner_port, ROOT)
         runner_call = ("POST", f"http://127.0.0.1:{runner_port}/v1/execute", info["execute_headers"],
                        info["execute"].encode())
@@ -87,7 +71,7 @@ def main() -> None:
             for _ in range(a.rounds):
                 for name, root in builds.items():
                     port = bg.free_port()
-                    gw = start([bg.PY, "-m", "uvicorn", "--log-level", "warning", "--no-access-log",
+                    gw = bg.serve([bg.PY, "-m", "uvicorn", "--log-level", "warning", "--no-access-log",
                                 "--port", str(port), "service.asgi:app"], env, port, root)
                     try:
                         call = ("GET", f"http://127.0.0.1:{port}/api/ext/{info['slug']}/hello",

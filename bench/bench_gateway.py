@@ -108,8 +108,9 @@ def setup(data_dir: Path, database_url: str | None) -> dict[str, Any]:
                                 "content-type": "application/json"}}
 
 
-def serve(args: list[str], env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(args, env={**os.environ, **env, "PYTHONPATH": str(ROOT)},  # noqa: S603
+def serve(args: list[str], env: dict[str, str], port: int, root: Path = ROOT) -> subprocess.Popen[bytes]:
+    """Start a server from the checkout at `root` and wait until it accepts connections."""
+    proc = subprocess.Popen(args, env={**os.environ, **env, "PYTHONPATH": str(root)}, cwd=root,  # noqa: S603
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

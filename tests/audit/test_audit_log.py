@@ -49,9 +49,9 @@ def test_async_append(make_log: LogFactory) -> None:
     assert sorted(asyncio.run(main())) == list(range(50))
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_async_append_times_out_when_the_commit_does_not_come(make_log: LogFactory, engine: Engine) -> None:
-    if engine.dialect.name != "sqlite":
-        pytest.skip("holds SQLite's write lock")
+    # Holds SQLite's write lock so the writer cannot commit.
     log = make_log(append_timeout=0.3)
     assert log.append(event(0)) == 0
     blocker = engine.raw_connection()
@@ -128,9 +128,8 @@ def test_database_failure_reaches_the_caller(tmp_path: Path) -> None:
     eng.dispose()
 
 
+@pytest.mark.parametrize("database_url", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True)
 def test_writer_reconnects_after_its_session_is_killed(make_log: LogFactory, engine: Engine) -> None:
-    if engine.dialect.name != "postgresql":
-        pytest.skip("a server-side session to kill")
     log = make_log()
     assert log.append(event(0)) == 0
     # An operator (or a failover) ends the writer's kept session between two batches.
@@ -162,11 +161,10 @@ def test_a_failed_batch_writes_nothing_and_the_next_one_continues(make_log: LogF
     assert log.health()["failures"] == 1
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_sqlite_writer_commits_with_full_sync_and_checkpoints_beside_it(
     make_log: LogFactory, engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    if engine.dialect.name != "sqlite":
-        pytest.skip("SQLite durability setting")
     import audit.sql
 
     monkeypatch.setattr(audit.sql, "WAL_CHECKPOINT_BATCHES", 20)

@@ -128,7 +128,10 @@ def test_a_caller_that_stops_waiting_does_not_strand_a_queued_job(tmp_path: Path
         busy = threading.Thread(target=runner.execute,
                                 args=(make_request(wat_guests["faults"], "/loop", limits={"timeout_ms": 300}),))
         busy.start()
-        time.sleep(0.05)
+        deadline = time.monotonic() + 5
+        while runner._slots._value == full and time.monotonic() < deadline:  # type: ignore[attr-defined]
+            time.sleep(0.005)  # until the worker has taken the busy call
+        assert runner._slots._value == full - 1  # type: ignore[attr-defined]
         resp = asyncio.run(runner.execute_async(make_request(wat_guests["faults"], "/echo"), deadline_s=0.02))
         assert resp.error == "timeout"
         busy.join()
