@@ -28,11 +28,13 @@ INSTALL_REMOVE = "admin.install.remove"
 CONFIG_WRITE = "admin.install.config.write"  # details: key names and the new version
 SECRETS_WRITE = "admin.install.secrets.write"  # details: key names only
 SECRETS_ROTATE = "admin.install.secrets.rotate"
-# The active policy bundle (service.policy.service emits these).
-POLICY_RELOADED = "policy.reloaded"
+# Policy activations and rejections (service.policy.service emits these; adopting a revision
+# another process activated is not a new record).
+POLICY_RELOADED = "policy.reloaded"  # also bootstrap; details: previous, via, changes, coverage
 POLICY_REJECTED = "policy.rejected"  # outcome rejected; details.problems
 POLICY_ROLLED_BACK = "policy.rolled_back"
-POLICY_ADOPTED = "policy.adopted"  # another replica's activation taken over
+# A principal's denials beyond the first N in one window (service.denials), with their count.
+DENIALS_SUMMARIZED = "audit.denials_summarized"
 DEBUG_SESSION_START = "debug_session.start"
 DEBUG_SESSION_END = "debug_session.end"  # details.end_reason
 DEBUG_SESSION_DENY = "debug_session.deny"
@@ -54,7 +56,7 @@ DEBUG_END_REASONS = frozenset(
 def decision_event(
     *,
     allowed: bool,
-    tenant_id: str,
+    tenant_id: str | None,
     actor: Actor | None,
     install_id: str,
     endpoint: str,
@@ -64,12 +66,20 @@ def decision_event(
     reasons: Sequence[str] = (),
     extension: str | None = None,
     details: Mapping[str, Any] | None = None,
+    decision: Mapping[str, Any] | None = None,
+    attachments: Mapping[str, bytes] | None = None,
 ) -> AuditEvent:
-    """A gateway authorization decision (allow and deny alike, with the determining policies)."""
+    """A gateway authorization decision (allow and deny alike, with the determining policies).
+
+    `decision`: what it was decided on (`details["decision"]`: principal, action, resource,
+    context and the digest of the entity snapshot), `attachments` the snapshot bytes by
+    digest; see `service.policy.model.DecisionInputs.record`."""
     extra: dict[str, Any] = {"reasons": list(reasons)}
     if extension is not None:
         extra["extension"] = extension
     extra.update(details or {})
+    if decision is not None:
+        extra["decision"] = decision
     return AuditEvent(
         action=GATEWAY_DECISION,
         outcome="allow" if allowed else "deny",
@@ -80,6 +90,7 @@ def decision_event(
         policy_revision=policy_revision,
         request_id=request_id,
         details=extra,
+        attachments=dict(attachments or {}),
     )
 
 

@@ -16,11 +16,17 @@ enforces that defensively: detail keys that name a secret-bearing thing (`passwo
 `details["_redacted"]`, and string values that look like credentials (JWTs, `Bearer ...`,
 PEM blocks) are replaced by `"[redacted]"`. Record key *names* with keys such as
 `secret_names` or `keys`, which are allowed.
+
+Attachments: an event may carry content-addressed blobs (`attachments`: digest ->
+bytes, digest = `blob_digest(bytes)` = "sha256:<hex>"). They are not part of the hashed
+record bytes; the record names them by digest in its details (hashed), and the log stores
+each distinct blob once, in the same transaction as the record (see `audit.sql`).
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import re
 import time
@@ -73,6 +79,20 @@ _SECRET_VALUE_RE = re.compile(
 
 class AuditRecordError(ValueError):
     """The event cannot be recorded (wrong types, floats, too large)."""
+
+
+BLOB_DIGEST_PREFIX = "sha256:"
+MAX_BLOB_BYTES = 1024 * 1024
+_BLOB_DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
+
+
+def blob_digest(body: bytes) -> str:
+    """The content address of an attachment: "sha256:<64 hex>"."""
+    return BLOB_DIGEST_PREFIX + hashlib.sha256(body).hexdigest()
+
+
+def is_blob_digest(value: object) -> bool:
+    return isinstance(value, str) and _BLOB_DIGEST_RE.match(value) is not None
 
 
 _SECRET_KEY_RE = re.compile("(?:" + "|".join(_SECRET_KEY_SUFFIXES) + ")s?$")
@@ -233,6 +253,8 @@ class AuditEvent:
     request_id: str | None = None
     details: Mapping[str, Any] = field(default_factory=dict)
     ts: int = field(default_factory=now_us)  # event time, UTC microseconds
+    # Content-addressed blobs the record refers to by digest (not part of the hashed bytes).
+    attachments: Mapping[str, bytes] = field(default_factory=dict, compare=False, repr=False)
 
     def to_body(self, seq: int) -> dict[str, Any]:
         """The JSON object stored for this event at position `seq` (details sanitized)."""
@@ -299,6 +321,14 @@ class AuditEvent:
         if len(prefix) + len(suffix) + 16 > MAX_BODY_BYTES:
             raise AuditRecordError(f"record is more than {MAX_BODY_BYTES} bytes")
         actor = body["actor"]
+        attachments: tuple[tuple[str, bytes], ...] = ()
+        if self.attachments:
+            attachments = tuple(self.attachments.items())
+            for digest, blob in attachments:
+                if not isinstance(blob, bytes) or len(blob) > MAX_BLOB_BYTES:
+                    raise AuditRecordError(f"attachment {digest!r} must be at most {MAX_BLOB_BYTES} bytes")
+                if not is_blob_digest(digest) or blob_digest(blob) != digest:
+                    raise AuditRecordError(f"attachment {digest!r} is not the sha256 digest of its bytes")
         return PreparedRecord(
             prefix=prefix,
             suffix=suffix,
@@ -309,6 +339,7 @@ class AuditEvent:
             actor_id=actor["id"] if actor else None,
             resource=body["resource"],
             request_id=body["request_id"],
+            attachments=attachments,
         )
 
 
@@ -330,6 +361,7 @@ class PreparedRecord:
     actor_id: str | None
     resource: str | None
     request_id: str | None
+    attachments: tuple[tuple[str, bytes], ...] = ()  # (digest, bytes), verified
 
     def at(self, seq: int) -> bytes:
         return self.prefix + str(seq).encode() + self.suffix

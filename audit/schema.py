@@ -15,6 +15,11 @@ Tables
 - `audit_checkpoint`: signed checkpoint notes, one per tree size.
 - `audit_key`: public keys that have signed checkpoints (published; never trusted by
   `verify` on their own, since the database is what we do not trust).
+- `audit_blob` (v2, revision `0004_audit_blob`): content-addressed attachments of records,
+  `digest` = "sha256:<hex>" of `body`. A record names the digest inside its hashed bytes
+  (e.g. a decision's entity snapshot), so the blob is as verifiable as the record:
+  sha256(body) == digest. Identical blobs are stored once (insert-or-ignore), written in
+  the same transaction as the first record that references them.
 
 Guards (they stop mistakes, not a superuser; the Merkle tree and the exported signed
 checkpoints are what detect a DBA):
@@ -84,7 +89,18 @@ audit_key = sa.Table(
     sa.Column("created_at", sa.BigInteger, nullable=False),
 )
 
+audit_blob = sa.Table(
+    "audit_blob",
+    metadata,
+    sa.Column("digest", sa.String(80), primary_key=True),  # "sha256:<64 hex>"
+    sa.Column("body", sa.LargeBinary, nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),  # UTC microseconds
+)
+
 APPEND_ONLY_TABLES = ("audit_record", "audit_checkpoint", "audit_key")
+# v2 tables (created by `create_audit_schema_v2`), append-only as well.
+APPEND_ONLY_TABLES_V2 = ("audit_blob",)
+_V1_TABLES = (audit_record, audit_head, audit_checkpoint, audit_key)
 
 _PG_FUNCTIONS = [
     """
@@ -107,6 +123,27 @@ _PG_FUNCTIONS = [
     $$
     """,
 ]
+
+
+def _pg_table_guards(table: str) -> list[str]:
+    return [
+        f"DROP TRIGGER IF EXISTS {table}_append_only ON {table}",
+        f"CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table} "
+        "FOR EACH ROW EXECUTE FUNCTION extgate_audit_refuse()",
+        f"ALTER TABLE {table} ENABLE ALWAYS TRIGGER {table}_append_only",
+        f"DROP TRIGGER IF EXISTS {table}_no_truncate ON {table}",
+        f"CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} "
+        "FOR EACH STATEMENT EXECUTE FUNCTION extgate_audit_refuse()",
+        f"ALTER TABLE {table} ENABLE ALWAYS TRIGGER {table}_no_truncate",
+    ]
+
+
+def _sqlite_table_guards(table: str) -> list[str]:
+    return [
+        f"CREATE TRIGGER IF NOT EXISTS {table}_no_{op.lower()} BEFORE {op} ON {table} "
+        f"BEGIN SELECT RAISE(ABORT, 'extgate audit table {table} is append-only: {op} refused'); END"
+        for op in ("UPDATE", "DELETE")
+    ]
 
 
 def _pg_guard_statements() -> list[str]:
@@ -157,10 +194,20 @@ def _sqlite_guard_statements() -> list[str]:
 
 
 def guard_statements(dialect: str) -> list[str]:
+    """The v1 guards (`audit_record`, `audit_head`, `audit_checkpoint`, `audit_key`)."""
     if dialect == "postgresql":
         return _pg_guard_statements()
     if dialect == "sqlite":
         return _sqlite_guard_statements()
+    raise ValueError(f"unsupported dialect {dialect!r}")
+
+
+def guard_statements_v2(dialect: str) -> list[str]:
+    """The guards of the v2 tables (`audit_blob`): no UPDATE, DELETE or TRUNCATE."""
+    if dialect == "postgresql":
+        return [*_PG_FUNCTIONS[:1], *(s for t in APPEND_ONLY_TABLES_V2 for s in _pg_table_guards(t))]
+    if dialect == "sqlite":
+        return [s for t in APPEND_ONLY_TABLES_V2 for s in _sqlite_table_guards(t)]
     raise ValueError(f"unsupported dialect {dialect!r}")
 
 
@@ -170,7 +217,7 @@ def create_audit_schema_v1(conn: Connection) -> None:
     Idempotent. Called by alembic revision `0002_audit`; do not change its effect, add a
     `..._v2` step for later schema changes.
     """
-    metadata.create_all(conn, checkfirst=True)
+    metadata.create_all(conn, tables=list(_V1_TABLES), checkfirst=True)
     for stmt in guard_statements(conn.dialect.name):
         conn.execute(sa.text(stmt))  # text(): "%" in PL/pgSQL is not a driver placeholder
     exists = conn.execute(sa.select(audit_head.c.id).where(audit_head.c.id == 1)).first()
@@ -180,16 +227,31 @@ def create_audit_schema_v1(conn: Connection) -> None:
 
 def drop_audit_schema_v1(conn: Connection) -> None:
     """Drop the audit tables and guard functions (alembic downgrade of `0002_audit`)."""
-    metadata.drop_all(conn, checkfirst=True)
+    metadata.drop_all(conn, tables=list(_V1_TABLES), checkfirst=True)
     if conn.dialect.name == "postgresql":
         conn.exec_driver_sql("DROP FUNCTION IF EXISTS extgate_audit_refuse()")
         conn.exec_driver_sql("DROP FUNCTION IF EXISTS extgate_audit_head_forward()")
 
 
+def create_audit_schema_v2(conn: Connection) -> None:
+    """Add `audit_blob` (content-addressed record attachments) and its append-only guards.
+
+    Idempotent. Called by alembic revision `0004_audit_blob`; frozen like v1."""
+    metadata.create_all(conn, tables=[audit_blob], checkfirst=True)
+    for stmt in guard_statements_v2(conn.dialect.name):
+        conn.execute(sa.text(stmt))
+
+
+def drop_audit_schema_v2(conn: Connection) -> None:
+    """Drop `audit_blob` (alembic downgrade of `0004_audit_blob`)."""
+    metadata.drop_all(conn, tables=[audit_blob], checkfirst=True)
+
+
 def create_schema(engine: Engine) -> None:
-    """Create the audit schema outside alembic (tests, tools); same DDL as the migration."""
+    """Create the audit schema outside alembic (tests, tools); same DDL as the migrations."""
     with engine.begin() as conn:
         create_audit_schema_v1(conn)
+        create_audit_schema_v2(conn)
 
 
 # Least privilege for the application role on PostgreSQL (documented; run by an operator).
@@ -202,11 +264,12 @@ ALTER TABLE audit_record     OWNER TO extgate_audit_owner;
 ALTER TABLE audit_head       OWNER TO extgate_audit_owner;
 ALTER TABLE audit_checkpoint OWNER TO extgate_audit_owner;
 ALTER TABLE audit_key        OWNER TO extgate_audit_owner;
-REVOKE ALL ON audit_record, audit_head, audit_checkpoint, audit_key FROM PUBLIC;
+ALTER TABLE audit_blob       OWNER TO extgate_audit_owner;
+REVOKE ALL ON audit_record, audit_head, audit_checkpoint, audit_key, audit_blob FROM PUBLIC;
 -- the gateway's login role (here: extgate_app) may only read and append
-GRANT SELECT, INSERT ON audit_record, audit_checkpoint, audit_key TO extgate_app;
+GRANT SELECT, INSERT ON audit_record, audit_checkpoint, audit_key, audit_blob TO extgate_app;
 GRANT SELECT, UPDATE (size, frontier, updated_at) ON audit_head TO extgate_app;
 -- auditors: read only
 CREATE ROLE extgate_auditor NOLOGIN;
-GRANT SELECT ON audit_record, audit_head, audit_checkpoint, audit_key TO extgate_auditor;
+GRANT SELECT ON audit_record, audit_head, audit_checkpoint, audit_key, audit_blob TO extgate_auditor;
 """

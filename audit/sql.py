@@ -11,6 +11,12 @@ in one transaction:
     UPDATE audit_head SET size = ..., frontier = ...
     COMMIT
 
+Records may carry attachments (content-addressed blobs, see `audit.records`): the same
+transaction inserts each blob not yet known to this writer into `audit_blob` with
+insert-or-ignore, so a blob is durable exactly when the first record naming it is, and
+identical blobs are stored once. The writer remembers a bounded set of digests it has
+committed, so the hot path does not re-send a blob it already wrote.
+
 Futures resolve with the record's seq only after COMMIT returns, so a caller that got a seq
 holds a durable record. While one transaction commits, new appends queue up and share the
 next one: a burst is batched without any artificial delay, and a lone append costs one
@@ -60,7 +66,7 @@ from audit.log import (
 from audit.merkle import CompactRange, consistency_proof, inclusion_proof
 from audit.note import Checkpoint, NoteSigner, NoteVerifier
 from audit.records import AuditEvent, PreparedRecord, StoredRecord, now_us
-from audit.schema import audit_checkpoint, audit_head, audit_key, audit_record
+from audit.schema import audit_blob, audit_checkpoint, audit_head, audit_key, audit_record
 
 log = logging.getLogger("extgate.audit")
 _sha256 = hashlib.sha256
@@ -143,6 +149,11 @@ _COPY_TYPES = ["int8", "int8", "text", "text", "text", "text", "text", "text", "
 _INSERT_SQL = (  # constant column names, values bound
     f"INSERT INTO audit_record ({', '.join(_RECORD_COLUMNS)}) VALUES ({', '.join('?' * len(_RECORD_COLUMNS))})"  # noqa: S608
 )
+_BLOB_INSERT = "INSERT INTO audit_blob (digest, body, created_at) VALUES ({0}, {0}, {0}) ON CONFLICT DO NOTHING"
+_BLOB_INSERT_PG = _BLOB_INSERT.format("%s")
+_BLOB_INSERT_SQLITE = _BLOB_INSERT.format("?")
+# Digests of blobs this writer has committed (FIFO-bounded): not sent again.
+BLOB_MEMORY = 65_536
 _HEAD_LOCK_PG = "SELECT size, frontier FROM audit_head WHERE id = 1 FOR UPDATE"
 _HEAD_READ = "SELECT size, frontier FROM audit_head WHERE id = 1"
 _HEAD_UPDATE_PG = "UPDATE audit_head SET size = %s, frontier = %s, updated_at = %s WHERE id = 1"
@@ -211,6 +222,8 @@ class SqlAuditLog:
         self._wal_thread: threading.Thread | None = None
         self._wal_wake = threading.Event()
         self._wal_batches = 0
+        # Writer thread only: digests of blobs known to be committed (insertion order = age).
+        self._blobs_written: dict[str, None] = {}
 
     # Construction ---------------------------------------------------------------------
     @classmethod
@@ -346,6 +359,45 @@ class SqlAuditLog:
         except FutureTimeoutError as exc:
             raise AuditUnavailableError("timed out waiting for audit records to commit") from exc
 
+    def append_in(self, conn: Connection, event: AuditEvent) -> int:
+        """Append `event` inside the caller's open transaction on `conn` (same database).
+
+        For state changes whose record must commit with the change or not at all: the
+        record (and its attachments) become durable exactly when the caller commits, and
+        vanish with a rollback. Locks the log's head row until then, so keep it the last
+        statement before COMMIT. Bypasses the group-commit writer (admin changes are rare);
+        raises `AuditUnavailableError` when the log cannot take the record.
+        """
+        if self._closed:
+            raise AuditUnavailableError("audit log is closed")
+        record = event.prepare()
+        try:
+            head_query = sa.select(audit_head.c.size, audit_head.c.frontier).where(audit_head.c.id == 1)
+            if conn.dialect.name == "postgresql":
+                head_query = head_query.with_for_update()
+            head = conn.execute(head_query).first()
+            if head is None:
+                raise RuntimeError("the audit head row is missing (schema not initialized?)")
+            cr = CompactRange.from_bytes(int(head.size), bytes(head.frontier))
+            seq = cr.size
+            data = record.at(seq)
+            lh = _sha256(b"\x00" + data).digest()
+            cr.append(lh)
+            for digest, blob in record.attachments:
+                _insert_ignore(conn, audit_blob, {"digest": digest, "body": blob, "created_at": now_us()})
+            conn.execute(audit_record.insert().values(
+                seq=seq, ts=record.ts, tenant_id=record.tenant_id, action=record.action, outcome=record.outcome,
+                actor_id=record.actor_id, resource=record.resource, request_id=record.request_id, body=data,
+                leaf_hash=lh,
+            ))
+            conn.execute(audit_head.update().where(audit_head.c.id == 1).values(
+                size=cr.size, frontier=cr.to_bytes(), updated_at=now_us()))
+        except AuditUnavailableError:
+            raise
+        except Exception as exc:  # the caller's transaction is rolled back with it
+            raise AuditUnavailableError(f"audit record not written: {type(exc).__name__}") from exc
+        return seq
+
     def _write_loop(self) -> None:
         held: list[_Pending] = []  # deferred records waiting for company
         held_until = 0.0
@@ -480,6 +532,8 @@ class SqlAuditLog:
                 cr = CompactRange.from_bytes(int(size), bytes(frontier))
                 rows: list[tuple[Any, ...]] = []
                 results: list[tuple[_Pending, int]] = []
+                known = self._blobs_written
+                new_blobs: dict[str, bytes] = {}
                 for pending in batch:
                     seq = cr.size
                     r = pending.record
@@ -489,6 +543,16 @@ class SqlAuditLog:
                     rows.append((seq, r.ts, r.tenant_id, r.action, r.outcome, r.actor_id, r.resource,
                                  r.request_id, data, lh))
                     results.append((pending, seq))
+                    if r.attachments:
+                        for digest, blob in r.attachments:
+                            if digest not in known and digest not in new_blobs:
+                                new_blobs[digest] = blob
+                if new_blobs:  # same transaction as the records that name them
+                    created = now_us()
+                    cur.executemany(
+                        _BLOB_INSERT_PG if postgres else _BLOB_INSERT_SQLITE,
+                        [(digest, blob, created) for digest, blob in new_blobs.items()],
+                    )
                 if postgres:
                     with cur.copy(_COPY_SQL) as copy:
                         copy.set_types(_COPY_TYPES)
@@ -505,6 +569,11 @@ class SqlAuditLog:
         except BaseException:
             self._drop_writer_connection()
             raise
+        if new_blobs:
+            for digest in new_blobs:
+                known[digest] = None
+            while len(known) > BLOB_MEMORY:
+                del known[next(iter(known))]
         return results, cr.size
 
     # Checkpoints ------------------------------------------------------------------------
@@ -623,6 +692,31 @@ class SqlAuditLog:
         if row is None:
             raise NotFoundError(f"no audit record {seq}")
         return StoredRecord(int(row.seq), bytes(row.body), bytes(row.leaf_hash))
+
+    def get_blob(self, digest: str) -> bytes:
+        """The attachment stored under `digest` (raises NotFoundError). Callers that rely on
+        it verify it: `audit.records.blob_digest(body) == digest`."""
+        with self.engine.connect() as conn:
+            body = conn.execute(sa.select(audit_blob.c.body).where(audit_blob.c.digest == digest)).scalar()
+        if body is None:
+            raise NotFoundError(f"no audit blob {digest}")
+        return bytes(body)
+
+    def get_blobs(self, digests: Sequence[str]) -> dict[str, bytes]:
+        """The attachments stored under `digests` that exist (unverified), in one query per 500."""
+        out: dict[str, bytes] = {}
+        wanted = list(dict.fromkeys(digests))
+        with self.engine.connect() as conn:
+            for i in range(0, len(wanted), 500):
+                rows = conn.execute(
+                    sa.select(audit_blob.c.digest, audit_blob.c.body).where(audit_blob.c.digest.in_(wanted[i:i + 500]))
+                ).all()
+                out.update((str(r.digest), bytes(r.body)) for r in rows)
+        return out
+
+    def blob_count(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(audit_blob)).scalar_one())
 
     @staticmethod
     def _where(flt: RecordFilter) -> list[Any]:

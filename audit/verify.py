@@ -10,14 +10,17 @@ Checks, in one streaming pass over the records in seq order:
   from the database and from exported files (otherwise **edited**: a record below that
   size was changed, inserted or removed, even with recomputed hashes; the report gives
   the range between the last matching checkpoint and this one);
-- every checkpoint carries a valid signature from a trusted key and agrees with its row
+- every checkpoint agrees with its row and no trusted key's signature on it fails
   (otherwise **bad_signature**); two valid checkpoints of one size with different roots
-  are a **forked** (split) view;
+  are a **forked** (split) view. A checkpoint signed only by keys that are not trusted is
+  no evidence either way: it is not used as an anchor, and the result names the key to add
+  to EXTGATE_AUDIT_TRUSTED_KEYS (typically the key before a rotation);
 - no valid checkpoint is larger than the log (otherwise **truncated**); the head row
   agrees with the records.
 
 Result: `ok` (exit 0), `tampered` (exit 1), `unverifiable` (exit 2: records not covered by
-any signed checkpoint are older than the allowed tail age, no trusted key, or, in strict
+any signed checkpoint are older than the allowed tail age, no trusted key, a checkpoint
+signed by an untrusted key, or, in strict
 mode, any unanchored record or no exported checkpoint).
 """
 
@@ -94,6 +97,8 @@ class VerifyResult:
     unanchored: int = 0  # records beyond signed_size
     tail_oldest_us: int | None = None
     elapsed: float = 0.0
+    # Checkpoints signed only by keys we do not trust: a configuration gap, not tampering.
+    untrusted_keys: dict[str, list[int]] = field(default_factory=dict)  # "name (key id hex)" -> sizes
 
     @property
     def exit_code(self) -> int:
@@ -120,6 +125,7 @@ class VerifyResult:
             "anchored_size": self.anchored_size,
             "unanchored_records": self.unanchored,
             "tail_oldest_us": self.tail_oldest_us,
+            "untrusted_keys": [{"key": k, "checkpoint_sizes": v[:20]} for k, v in sorted(self.untrusted_keys.items())],
             "elapsed_seconds": round(self.elapsed, 3),
             "records_per_second": int(self.records / self.elapsed) if self.elapsed > 0 else None,
         }
@@ -133,11 +139,18 @@ class _Anchor:
     external: bool
 
 
+UNTRUSTED_HINT = (
+    "signed by a key that is not trusted ({keys}): if it is one of your audit signing keys "
+    "(for example the key before a rotation), add its public key to EXTGATE_AUDIT_TRUSTED_KEYS"
+)
+
+
 class _Findings:
     def __init__(self) -> None:
         self.items: list[Finding] = []
         self.dropped = 0
         self.last_precise = -1  # highest seq with a row-level finding
+        self.untrusted: dict[str, list[int]] = {}
 
     def add(self, kind: Kind, seq: int, detail: str, seq_end: int | None = None, *, row: bool = False) -> None:
         if row:
@@ -160,7 +173,10 @@ def _check_note(
         out.add(Kind.BAD_SIGNATURE, cp.size, f"{source}: signature by a trusted key does not verify")
         return False
     if status == SignatureStatus.UNTRUSTED:
-        out.add(Kind.BAD_SIGNATURE, cp.size, f"{source}: not signed by any trusted key")
+        # Unusable as an anchor, but not evidence of tampering: typically a rotated-out key
+        # missing from the trusted list. Reported as unverifiable with the key to add.
+        for sig in note.signatures:
+            out.untrusted.setdefault(f"{sig.name} (key id {sig.key_id.hex()})", []).append(cp.size)
         return False
     return True
 
@@ -589,6 +605,12 @@ def _verify(
         res.tail_oldest_us = int(ts0) if ts0 is not None else None
 
     res.findings = sorted(out.items, key=lambda f: (f.seq, f.kind))
+    res.untrusted_keys = out.untrusted
+    if out.untrusted:
+        res.warnings.append(
+            f"{sum(len(v) for v in out.untrusted.values())} checkpoint(s) "
+            + UNTRUSTED_HINT.format(keys=", ".join(sorted(out.untrusted)))
+        )
     if out.dropped:
         res.warnings.append(f"{out.dropped} further findings not listed")
     if res.findings:
@@ -606,7 +628,8 @@ def _verify(
             )
         if n > 0 and res.anchored_size == 0:
             res.warnings.append("no exported checkpoint was checked: a truncated tail cannot be ruled out")
-        if not have_keys or stale or (strict and (res.unanchored or (n > 0 and res.anchored_size < n))):
+        if (not have_keys or stale or out.untrusted
+                or (strict and (res.unanchored or (n > 0 and res.anchored_size < n)))):
             res.status = Status.UNVERIFIABLE
     res.elapsed = time.perf_counter() - started
     return res

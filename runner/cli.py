@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
@@ -23,9 +24,24 @@ def serve(
 
     from runner.settings import RunnerSettings
 
-    settings = RunnerSettings()
-    settings.service_token()  # create the credential file before workers race for it
-    settings.keyring()
+    if processes:  # the workers size their default thread pool from it
+        os.environ["EXTGATE_RUNNER_PROCESSES"] = str(processes)
+    from pydantic import ValidationError
+
+    from runner.settings import DevKeysNotAllowed
+
+    try:
+        settings = RunnerSettings()
+        settings.service_token()  # create the credential file before workers race for it
+        settings.keyring()
+    except ValidationError as exc:  # one line naming each setting, never its value
+        problems = [{"setting": "EXTGATE_" + ".".join(map(str, e["loc"])).upper(), "message": e["msg"]}
+                    for e in exc.errors()]
+        typer.echo(json.dumps({"error": "configuration_error", "detail": problems}), err=True)
+        raise typer.Exit(2) from None
+    except (DevKeysNotAllowed, ValueError) as exc:
+        typer.echo(json.dumps({"error": "configuration_error", "detail": str(exc).splitlines()[0]}), err=True)
+        raise typer.Exit(2) from None
     uvicorn.run("runner.transport.app:create_app_from_env", factory=True,
                 host=host or settings.runner_host, port=port or settings.runner_port,
                 workers=processes or settings.runner_processes, log_level="info")

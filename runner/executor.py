@@ -1,8 +1,9 @@
 """The runner: executes one request in a fresh, limited wasmtime Store.
 
 `Runner.execute` is the in-process API (the embedded gateway calls it directly; the HTTP
-transport calls it too). It is thread-safe: requests are admitted into a bounded worker
-pool (the GIL is released while wasm runs), everything request-specific lives in a fresh
+transport calls it too). It is thread-safe: requests are admitted by a fair scheduler
+(`runner/scheduler.py`: per-tenant queues, per-tenant and per-install caps, an admission
+deadline) onto a worker pool (the GIL is released while wasm runs), everything request-specific lives in a fresh
 Store + instance + `CallState` that is dropped in `finally`, and a failing guest only ever
 produces an error code — the worker thread is reusable at once.
 """
@@ -20,8 +21,9 @@ import threading
 import time
 import uuid
 from collections.abc import Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -34,7 +36,13 @@ from runner.cache import ComponentCache, ComponentNotCompiledError, TTLCache
 from runner.compiler import ComponentReport, compile_component
 from runner.contract import execute as ex
 from runner.contract.bundle_store import BundleNotFoundError, LocalBundleStore, check_content_hash
-from runner.contract.capabilities import ALWAYS_GRANTED, SECRETS_GET, UnknownCapabilityError, normalize_capabilities
+from runner.contract.capabilities import (
+    ALWAYS_GRANTED,
+    DEBUG_LOGS,
+    SECRETS_GET,
+    UnknownCapabilityError,
+    normalize_capabilities,
+)
 from runner.contract.envelope import EnvelopeError, EnvelopeExpiredError, Keyring, SecretEnvelope, open_envelope
 from runner.contract.execute import ExecuteRequest, ExecuteResponse, RunnerError
 from runner.debug import DebugEvent, DebugSink
@@ -48,6 +56,7 @@ from runner.host.state import CURRENT, CallState, SecretsView
 from runner.host.values import field, rec
 from runner.patches import call_typed
 from runner.providers import Providers
+from runner.scheduler import FairScheduler, Refusal, SchedulerLimits, Ticket
 from runner.settings import RunnerSettings
 from runner.storage.base import KVStore
 
@@ -101,6 +110,16 @@ def _expire(waiting: asyncio.Future[ExecuteResponse]) -> None:
         waiting.set_exception(TimeoutError())
 
 
+@dataclass(frozen=True, slots=True)
+class _Admitted:
+    """A queued call: wait up to `admission_s` for it to start, then up to `run_s` for it to end."""
+
+    ticket: Ticket[ExecuteResponse]
+    idem: tuple[tuple[str, ...], str] | None
+    admission_s: float
+    run_s: float
+
+
 class Runner:
     def __init__(
         self,
@@ -136,11 +155,15 @@ class Runner:
         self.providers = providers or Providers()
         self.http_client = http_client or guarded_client(
             allow_private_networks=s.runner_fetch_allow_private_networks)
-        self._pool = ThreadPoolExecutor(max_workers=s.runner_threads, thread_name_prefix="extgate-guest")
-        self._slots = threading.BoundedSemaphore(s.runner_threads + s.runner_queue_size)
+        self.scheduler: FairScheduler[ExecuteResponse] = FairScheduler(
+            SchedulerLimits(threads=s.effective_threads, tenant_cap=s.effective_tenant_max_concurrency,
+                            install_cap=s.effective_install_max_concurrency,
+                            tenant_queue=s.runner_tenant_queue_size, total_queue=s.runner_queue_size),
+            not_started=lambda: ExecuteResponse.failure(RunnerError.RUNNER_BUSY),
+        )
         self._secrets_cache: TTLCache[tuple[str, ...], dict[str, str]] = TTLCache(4096, s.runner_secrets_cache_ttl_s)
         self._config_cache: TTLCache[tuple[str, ...], list[tuple[str, str]]] = TTLCache(4096, 3600.0)
-        self._idempotency: TTLCache[tuple[str, str, str], tuple[str, ExecuteResponse]] = TTLCache(
+        self._idempotency: TTLCache[tuple[str, ...], tuple[str, ExecuteResponse]] = TTLCache(
             s.runner_idempotency_max_entries, s.runner_idempotency_ttl_s)
         self._compiling: set[str] = set()
         self._compiling_lock = threading.Lock()
@@ -179,12 +202,16 @@ class Runner:
         admitted = self._admit(request, headers)
         if isinstance(admitted, ExecuteResponse):
             return admitted
-        future, idem, timeout_s = admitted
+        future = admitted.ticket.future
         try:
-            response = future.result(timeout=timeout_s)
+            response = future.result(timeout=admitted.admission_s)
         except FutureTimeout:
-            return ExecuteResponse.failure(RunnerError.TIMEOUT)
-        return self._remember(idem, response)
+            self.scheduler.withdraw(admitted.ticket)  # answers `runner_busy` unless it just started
+            try:
+                response = future.result(timeout=admitted.run_s)
+            except FutureTimeout:
+                return ExecuteResponse.failure(RunnerError.TIMEOUT)
+        return self._remember(admitted.idem, response)
 
     async def execute_async(
         self, request: ExecuteRequest, headers: Mapping[str, str] | None = None, *, deadline_s: float | None = None
@@ -194,33 +221,40 @@ class Runner:
         admitted = self._admit(request, headers)
         if isinstance(admitted, ExecuteResponse):
             return admitted
-        future, idem, timeout_s = admitted
+        timeout_s = admitted.admission_s + admitted.run_s
         if deadline_s is not None:
             timeout_s = min(timeout_s, deadline_s)
         # The worker's future is bridged one way: a caller that times out or is cancelled
-        # stops waiting, but never cancels the job. A queued job that was cancelled would
-        # never run, and its admission slot would never be released. (Also cheaper than
+        # stops waiting, but never cancels a running job. (Also cheaper than
         # `asyncio.wait_for`, which adds a future and a loop round trip to every call.)
         loop = asyncio.get_running_loop()
         waiting: asyncio.Future[ExecuteResponse] = loop.create_future()
-        future.add_done_callback(lambda done: _deliver(loop, waiting, done))
+        ticket = admitted.ticket
+        ticket.future.add_done_callback(lambda done: _deliver(loop, waiting, done))
+        # Not started by its admission deadline: withdrawn, and answered `runner_busy` through
+        # the future (unless a worker took it just now).
+        admission_timer = loop.call_later(admitted.admission_s, self.scheduler.withdraw, ticket)
         timer = loop.call_later(timeout_s, _expire, waiting)
         try:
             response = await waiting
         except TimeoutError:
+            self.scheduler.withdraw(ticket)  # a caller deadline shorter than admission: free the queue spot
             return ExecuteResponse.failure(RunnerError.TIMEOUT)
         finally:
             timer.cancel()
-        return self._remember(idem, response)
+            admission_timer.cancel()
+        return self._remember(admitted.idem, response)
 
-    def _remember(self, idem: tuple[tuple[str, str, str], str] | None, response: ExecuteResponse) -> ExecuteResponse:
+    def queue_depths(self) -> dict[str, int]:
+        """Calls waiting for a worker, per tenant (for metrics; tenants with none are absent)."""
+        return self.scheduler.queue_depths()
+
+    def _remember(self, idem: tuple[tuple[str, ...], str] | None, response: ExecuteResponse) -> ExecuteResponse:
         if idem is not None and response.error is None:
             self._idempotency.put(idem[0], (idem[1], response))
         return response
 
-    def _admit(
-        self, req: ExecuteRequest, headers: Mapping[str, str] | None
-    ) -> ExecuteResponse | tuple[Future[ExecuteResponse], tuple[tuple[str, str, str], str] | None, float]:
+    def _admit(self, req: ExecuteRequest, headers: Mapping[str, str] | None) -> ExecuteResponse | _Admitted:
         h = {k.lower(): v for k, v in (headers or {}).items()}
         if headers is not None:
             problem = check_routing(req, h)
@@ -238,7 +272,9 @@ class Runner:
         idem = None
         key = h.get(ex.H_IDEMPOTENCY_KEY, "").strip()
         if key and req.http.method.upper() not in ("GET", "HEAD"):
-            scope = (req.context.tenant_id, req.context.extension_id, key)
+            # Scoped to the caller: another user of the tenant reusing a key is another key.
+            ctx = req.context
+            scope = (ctx.tenant_id, ctx.extension_id, ctx.install_id or "", caller_id(req), key)
             fingerprint = request_fingerprint(req)
             hit = self._idempotency.get(scope)
             if hit is not None:
@@ -247,34 +283,29 @@ class Runner:
                 return hit[1]
             idem = (scope, fingerprint)
 
-        timeout_ms = min(req.limits.timeout_ms or self.settings.runner_default_timeout_ms,
-                         self.settings.runner_max_timeout_ms)
-        if not self._slots.acquire(blocking=False):
-            return ExecuteResponse.failure(RunnerError.OVERLOADED)
-        submitted = time.monotonic()
+        s = self.settings
+        timeout_ms = min(req.limits.timeout_ms or s.runner_default_timeout_ms, s.runner_max_timeout_ms)
+        admission_ms = min(req.limits.admission_timeout_ms or s.runner_admission_timeout_ms,
+                           s.runner_admission_timeout_ms)
 
-        def job() -> ExecuteResponse:
+        def job(started: float) -> ExecuteResponse:
             try:
-                # The deadline covers queueing too: a request that waited its whole budget
-                # in the queue is not started.
-                deadline = submitted + timeout_ms / 1000
-                if time.monotonic() >= deadline:
-                    return ExecuteResponse.failure(RunnerError.TIMEOUT)
-                return self._run(req, caps, h, deadline)
+                # The guest's budget starts now, not when the call arrived: time spent
+                # waiting for a worker is bounded by the admission deadline instead.
+                return self._run(req, caps, h, started + timeout_ms / 1000)
             except Exception:  # noqa: BLE001 - last line of defence: never kill the worker
                 log.exception("runner internal error")
                 return ExecuteResponse.failure(RunnerError.INTERNAL)
-            finally:
-                self._slots.release()
 
-        try:
-            future = self._pool.submit(job)
-        except RuntimeError:
-            self._slots.release()
+        admitted = self.scheduler.submit(req.context.tenant_id, req.context.install_id or "", job,
+                                         time.monotonic() + admission_ms / 1000)
+        if admitted is Refusal.TENANT_QUEUE_FULL:
+            return ExecuteResponse.failure(RunnerError.RUNNER_BUSY)
+        if isinstance(admitted, Refusal):
             return ExecuteResponse.failure(RunnerError.OVERLOADED)
-        # Generous outer bound: the epoch deadline fires first; this only protects callers
-        # from a host call that ignores its own timeout.
-        return future, idem, timeout_ms / 1000 + 30.0
+        # Generous outer bound once started: the epoch deadline fires first; this only
+        # protects callers from a host call that ignores its own timeout.
+        return _Admitted(admitted, idem, admission_ms / 1000, timeout_ms / 1000 + 30.0)
 
     # --- one request, on a worker thread --------------------------------------------
 
@@ -283,18 +314,23 @@ class Runner:
     ) -> ExecuteResponse:
         ctx = req.context
         request_id = ctx.request_id or headers.get(ex.H_REQUEST_ID) or str(uuid.uuid4())
+        # Debug lines are collected only while the install holds `cap:debug.logs` (the grant
+        # travels in `providers`): lines from before a grant never exist, so never show.
+        debug_granted = DEBUG_LOGS in caps
         try:
             component = self._component(ctx.content_hash)
             secrets = self._secrets(req, caps)
             body = decode_body(req.http.body_b64, self.settings.runner_max_request_body_bytes)
         except _Failure as failure:
-            self._publish(req, request_id, "runner", "error", f"request refused: {failure.code.value}")
+            if debug_granted:
+                self._publish(req, request_id, "runner", "error", f"request refused: {failure.code.value}")
             return ExecuteResponse.failure(failure.code)
 
         masks = SecretMasker(secrets.values.values())
 
         def emit(stream: str, level: str, message: str) -> None:
-            self._publish(req, request_id, stream, level, message, masks)
+            if debug_granted:
+                self._publish(req, request_id, stream, level, message, masks)
 
         state = CallState(
             context=ctx, request_id=request_id, capabilities=caps, secrets=secrets,
@@ -348,8 +384,9 @@ class Runner:
         finally:
             store.close()
             CURRENT.reset(token)
-            self._flush_output(stdout, "stdout", "info", emit, masks.max_len)
-            self._flush_output(stderr, "stderr", "error", emit, masks.max_len)
+            if debug_granted:
+                self._flush_output(stdout, "stdout", "info", emit, masks.max_len)
+                self._flush_output(stderr, "stderr", "error", emit, masks.max_len)
 
     def _response(self, result: Any, emit: Any) -> ExecuteResponse:
         try:
@@ -458,7 +495,7 @@ class Runner:
         return self.components.warm(n) if n > 0 else []
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        self.scheduler.close()
         self.http_client.close()
         close_debug = getattr(self.debug, "close", None)
         if self._owns_debug and close_debug is not None:
@@ -495,9 +532,14 @@ def envelope_expired(env: SecretEnvelope, now: datetime | None = None) -> bool:
     return (now or datetime.now(UTC)) >= expires
 
 
+def caller_id(req: ExecuteRequest) -> str:
+    """Who made the call, for idempotency scoping (empty when the gateway sent no user)."""
+    return req.user.user_id if req.user is not None else ""
+
+
 def request_fingerprint(req: ExecuteRequest) -> str:
-    doc = [req.context.install_id, req.context.content_hash, req.http.method.upper(), req.http.path,
-           sorted(req.http.query.items()), req.http.body_b64 or ""]
+    doc = [req.context.install_id, req.context.content_hash, caller_id(req), req.http.method.upper(),
+           req.http.path, sorted(req.http.query.items()), req.http.body_b64 or ""]
     return hashlib.sha256(json.dumps(doc).encode()).hexdigest()
 
 

@@ -11,7 +11,7 @@ import os
 import secrets as _secrets
 from pathlib import Path
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from runner.contract.envelope import Keyring, load_or_create_dev_keyring
@@ -49,9 +49,20 @@ class RunnerSettings(BaseSettings):
 
     runner_host: str = "127.0.0.1"
     runner_port: int = 8080
-    runner_processes: int = 1
-    runner_threads: int = 2
-    runner_queue_size: int = 64
+    runner_processes: int = Field(default=1, ge=1)
+    # Guests running at once per process; unset: the cores divided among the processes (a
+    # running guest releases the GIL, so one thread per core keeps every core busy).
+    runner_threads: int | None = Field(default=None, ge=1)
+    # Calls waiting per process (all tenants) before `overloaded`.
+    runner_queue_size: int = Field(default=64, ge=0)
+    # Fair scheduling (runner/scheduler.py). Unset caps: half the threads per tenant (at least
+    # one), and the tenant cap per install.
+    runner_tenant_max_concurrency: int | None = Field(default=None, ge=1)
+    runner_install_max_concurrency: int | None = Field(default=None, ge=1)
+    runner_tenant_queue_size: int = Field(default=16, ge=1)
+    # A call that cannot start within this is answered `runner_busy` at once; the guest's own
+    # deadline starts when it starts. A request's `limits.admission_timeout_ms` may be shorter.
+    runner_admission_timeout_ms: int = Field(default=1_000, gt=0, le=60_000)
 
     # engine
     runner_fuel: bool = False
@@ -87,6 +98,22 @@ class RunnerSettings(BaseSettings):
     runner_secrets_cache_ttl_s: float = 30.0
     runner_idempotency_ttl_s: float = 600.0
     runner_idempotency_max_entries: int = 10_000
+
+    @property
+    def effective_threads(self) -> int:
+        if self.runner_threads is not None:
+            return self.runner_threads
+        return max(1, (os.cpu_count() or 2) // self.runner_processes)
+
+    @property
+    def effective_tenant_max_concurrency(self) -> int:
+        cap = self.runner_tenant_max_concurrency or max(1, self.effective_threads // 2)
+        return min(cap, self.effective_threads)
+
+    @property
+    def effective_install_max_concurrency(self) -> int:
+        return min(self.runner_install_max_concurrency or self.effective_tenant_max_concurrency,
+                   self.effective_tenant_max_concurrency)
 
     @property
     def keys_dir(self) -> Path:

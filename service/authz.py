@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
 from service.auth.principal import Principal
 
@@ -34,6 +34,8 @@ class AuthzDecision:
     reasons: tuple[str, ...] = ()
     revision: str | None = None
     errors: tuple[str, ...] = field(default=())
+    # What the policy engine decided on (`service.policy.model.DecisionInputs`), if it did.
+    inputs: Any = field(default=None, compare=False, repr=False)
 
 
 class Authorizer(Protocol):

@@ -16,6 +16,7 @@ from service.db import Database, create_database
 from service.db.migrate import upgrade
 from service.debug.config import DebugSessionSettings
 from service.debug.runtime import build_debug_runtime
+from service.denials import DenialRecorder
 from service.gateway import build_gateway
 from service.policy import CedarAuthorizer, PolicyService
 from service.registry.publishing import ComponentValidator, SignaturePolicy
@@ -37,6 +38,7 @@ class ServiceContainer:
     policy: Any | None = None
     gateway: Any | None = None  # service.gateway.Gateway (runner transport, rate limits, idempotency)
     debug: Any | None = None  # service.debug.runtime.DebugRuntime (debug sessions and the SSE hub)
+    denials: DenialRecorder | None = None  # bounded denial records, in the caller's log
     extras: dict[str, Any] = field(default_factory=dict)
 
     def close(self) -> None:
@@ -46,6 +48,8 @@ class ServiceContainer:
             self.debug.close()
         if self.policy is not None:
             self.policy.stop_watching()
+        if self.denials is not None:
+            self.denials.close()  # summaries of the open windows, before the log closes
         if self.audit is not None:
             self.audit.close()
         self.db.dispose()
@@ -102,6 +106,9 @@ def build_container(
     policy = PolicyService.from_settings(settings)
     policy.on_event(policy_event_hook(audit_log))
     policy.start()
+    denials = DenialRecorder(audit_log, per_window=settings.audit_denials_per_window,
+                             window_s=settings.audit_denial_window_seconds)
+    denials.start()
     services = ServiceContainer(
         settings=settings,
         db=db,
@@ -113,7 +120,9 @@ def build_container(
         validate_component=validator,  # type: ignore[arg-type]
         policy=policy,
         audit=audit_log,
+        denials=denials,
     )
     services.gateway = build_gateway(services)
-    services.debug = build_debug_runtime(DebugSessionSettings(), db=db, policy=policy, audit=audit_log)
+    services.debug = build_debug_runtime(DebugSessionSettings(), db=db, policy=policy, audit=audit_log,
+                                         denials=denials)
     return services

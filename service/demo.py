@@ -13,10 +13,13 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from audit.records import Actor
 from service.auth.tokens import mint_dev_token
+from service.commands import Caller, CommandContext, extensions, install_data
+from service.commands import installs as install_commands
 from service.container import ServiceContainer
 from service.errors import Conflict
-from service.registry import install_config, install_secrets, installs, publishing
+from service.registry import installs
 from service.registry.bundles import load_bundle_path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -54,32 +57,22 @@ def build_demo_bundle(target: Path) -> Path:
 
 
 def prepare_demo(c: ServiceContainer) -> DemoInfo:
+    # The demo's changes go through the same commands as everyone's, recorded as system:demo.
+    ctx, caller = CommandContext(c), Caller(Actor.system("demo"))
     bundle = load_bundle_path(build_demo_bundle(c.settings.data_dir / "demo-bundle"))
-    published = publishing.publish_bundle(
-        c.db,
-        c.bundle_store,
-        bundle,
-        signature=None,
-        signature_policy=c.signature_policy,
-        validate_component=c.validate_component,
-    )
-    with c.db.session() as session:
-        try:
-            install = installs.create_install(
-                session,
-                DEMO_TENANT,
-                published.slug,
-                version=published.version,
-                granted_capabilities=list(bundle.manifest.capabilities),
-                egress_allowlist=[],
-            )
-        except Conflict:
-            install = next(
+    published = extensions.publish(ctx, caller, bundle, signature=None)
+    try:
+        install_id = install_commands.create_install(
+            ctx, caller, DEMO_TENANT, published.slug, version=published.version,
+            granted_capabilities=list(bundle.manifest.capabilities), egress_allowlist=[],
+        ).id
+    except Conflict:  # a demo run before this one installed it
+        with c.db.session() as session:
+            install_id = next(
                 i for i in installs.list_installs(session, DEMO_TENANT) if i.extension_id == published.extension_id
-            )
-        install_id = install.id
-    install_config.set_config(c.db, DEMO_TENANT, install_id, {"greeting": "Hello from extgate", "region": "eu"})
-    install_secrets.set_secrets(c.db, c.keyring, DEMO_TENANT, install_id, {"api-key": "demo-secret-value"})
+            ).id
+    install_data.set_config(ctx, caller, DEMO_TENANT, install_id, {"greeting": "Hello from extgate", "region": "eu"})
+    install_data.set_secrets(ctx, caller, DEMO_TENANT, install_id, {"api-key": "demo-secret-value"})
     tokens = {
         name: mint_dev_token(
             c.settings,

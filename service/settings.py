@@ -17,6 +17,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from runner.contract.envelope import Keyring, load_or_create_dev_keyring
+from runner.contract.redis_url import check_redis_url
 from runner.settings import DevKeysNotAllowed
 
 
@@ -50,6 +51,11 @@ class Settings(BaseSettings):
         default=None,
         description="comma-separated proxy addresses/CIDRs whose X-Forwarded-For `extgate serve` trusts",
     )
+
+    @field_validator("redis_url")
+    @classmethod
+    def _supported_redis_url(cls, value: str | None) -> str | None:
+        return check_redis_url(value)
 
     @field_validator("forwarded_allow_ips")
     @classmethod
@@ -94,6 +100,14 @@ class Settings(BaseSettings):
 
     # Policies
     policy_dir: Path = Path("policies")
+    # Share of policies (0-1) that must determine at least one policy test before a reload
+    # or rollback may activate a bundle (`--allow-untested` overrides, audited).
+    policy_min_coverage: float = Field(default=1.0, ge=0.0, le=1.0)
+
+    # Denial records (service.denials): per principal and window, the first N one by one,
+    # the rest in one summary record per window.
+    audit_denials_per_window: int = Field(default=10, ge=1, le=10_000)
+    audit_denial_window_seconds: float = Field(default=60.0, gt=0, le=3600)
 
     @field_validator("data_dir")
     @classmethod

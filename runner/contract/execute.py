@@ -10,6 +10,11 @@ still parses:
 - `egress.allowed_hosts`: the install's outbound HTTP allowlist. Entries are exact host
   names; an entry also admits its subdomains (`example.com` admits `api.example.com`).
   **An empty list denies all egress** (upstream treats empty as allow-all).
+- `limits.admission_timeout_ms`: how long the call may wait for a worker (fair scheduling,
+  `runner/scheduler.py`) before it is answered `runner_busy`; `limits.timeout_ms` counts
+  from the moment the guest starts, not from arrival.
+- `providers` is also the debug grant: the runner publishes the call's stdout, stderr and
+  log lines only when it contains `cap:debug.logs`.
 - `limits` values are clamped by the runner's own maxima; `fuel` is honoured only when
   the runner's engine was built with fuel metering (otherwise the wall-clock deadline
   still applies and fuel is ignored).
@@ -65,6 +70,9 @@ class RunnerError(StrEnum):
     PAYLOAD_TOO_LARGE = "payload_too_large"
     INVALID_GUEST_RESPONSE = "invalid_guest_response"
     OVERLOADED = "overloaded"
+    # not started: the tenant's (or install's) share of the runner is in use and the call
+    # could not start within its admission deadline, or the tenant's queue is full
+    RUNNER_BUSY = "runner_busy"
     INTERNAL = "internal_error"
 
 
@@ -88,6 +96,7 @@ ERROR_STATUS: dict[RunnerError, int] = {
     RunnerError.PAYLOAD_TOO_LARGE: 413,
     RunnerError.INVALID_GUEST_RESPONSE: 502,
     RunnerError.OVERLOADED: 503,
+    RunnerError.RUNNER_BUSY: 503,
     RunnerError.INTERNAL: 500,
 }
 
@@ -116,6 +125,9 @@ class HttpPayload(_Model):
 
 class Limits(_Model):
     timeout_ms: int | None = Field(default=None, gt=0)
+    # How long the call may wait for a worker before `runner_busy` (clamped to the runner's
+    # EXTGATE_RUNNER_ADMISSION_TIMEOUT_MS). `timeout_ms` starts when the guest starts.
+    admission_timeout_ms: int | None = Field(default=None, gt=0)
     memory_mb: int | None = Field(default=None, gt=0)
     fuel: int | None = Field(default=None, gt=0)
 

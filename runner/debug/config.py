@@ -8,8 +8,10 @@ a 500-line / 256 KiB ring per install while Redis is down. Lines are cut at
 
 from __future__ import annotations
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from runner.contract.redis_url import check_redis_url
 
 
 class DebugPublisherSettings(BaseSettings):
@@ -22,6 +24,11 @@ class DebugPublisherSettings(BaseSettings):
     )
     enabled: bool = True
     key_prefix: str = Field(default="dbg:v1", pattern=r"^[A-Za-z0-9:_.-]{1,32}$")
+
+    @field_validator("redis_url")
+    @classmethod
+    def _supported_redis_url(cls, value: str | None) -> str | None:
+        return check_redis_url(value, "EXTGATE_DEBUG_REDIS_URL / EXTGATE_REDIS_URL")
     stream_maxlen: int = Field(default=1000, ge=10, le=1_000_000)
     stream_ttl_s: int = Field(default=900, ge=10)
 

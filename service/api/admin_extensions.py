@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from service.api.deps import Admin, CurrentPrincipal, Services, require
 from service.api.schemas import EndpointOut, ExtensionOut, PublishOut, VersionOut, error_responses
 from service.authz import AdminAction
+from service.commands import extensions
 from service.db.models import Extension, ExtensionVersion
 from service.errors import DomainError, InvalidInput, PayloadTooLarge
 from service.registry import publishing
@@ -97,25 +98,8 @@ async def publish(
     except BundleError as exc:
         raise bundle_error(exc) from exc
     result = await run_in_threadpool(
-        publishing.publish_bundle,
-        services.db,
-        services.bundle_store,
-        bundle,
-        signature=x_bundle_signature,
-        signature_policy=services.signature_policy,
-        validate_component=services.validate_component,
+        extensions.publish, admin.commands, admin.caller, bundle, signature=x_bundle_signature
     )
-    if result.created:
-        admin.record(
-            AdminAction.EXTENSION_PUBLISH,
-            None,
-            f"extension:{result.slug}@{result.version}",
-            {
-                "content_hash": result.content_hash,
-                "signer_key_id": result.signer_key_id,
-                "size_bytes": result.size_bytes,
-            },
-        )
     body = PublishOut.model_validate(result.as_dict()).model_dump(mode="json")
     return JSONResponse(body, status_code=201 if result.created else 200)
 

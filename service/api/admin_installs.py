@@ -1,5 +1,6 @@
 """Admin API: a tenant's installs, their config and their secrets.
 
+Changes run through `service.commands` (the change and its audit record commit together).
 The tenant comes from the path and every call is decided by the Cedar admin policies
 against the token (by default: writes by the tenant's own admins only, reads also by
 platform admins). Install ids are looked up within that tenant only, so another tenant's
@@ -26,6 +27,8 @@ from service.api.schemas import (
 )
 from service.auth.tokens import TENANT_ID_RE
 from service.authz import AdminAction
+from service.commands import install_data
+from service.commands import installs as install_commands
 from service.registry import install_config, install_secrets, installs
 
 router = APIRouter(prefix="/api/admin/tenants/{tenant_id}/installs", tags=["admin: installs"])
@@ -65,29 +68,11 @@ def list_installs(tenant_id: TenantId, admin: Admin) -> list[InstallOut]:
 )
 def create_install(tenant_id: TenantId, body: InstallCreate, admin: Admin) -> InstallOut:
     admin.require(AdminAction.INSTALL_MANAGE, tenant_id)
-    with admin.services.db.session() as session:
-        row = installs.create_install(
-            session,
-            tenant_id,
-            body.extension,
-            version=body.version,
-            granted_capabilities=body.granted_capabilities,
-            egress_allowlist=body.egress_allowlist,
-            enabled=body.enabled,
-        )
-        out = InstallOut.of(row)
-    admin.record(
-        "install.create",
-        tenant_id,
-        f"install:{out.id}",
-        {
-            "extension_id": out.extension_id,
-            "version_id": out.version_id,
-            "granted_capabilities": out.granted_capabilities,
-            "egress_allowlist": out.egress_allowlist,
-        },
+    row = install_commands.create_install(
+        admin.commands, admin.caller, tenant_id, body.extension, version=body.version,
+        granted_capabilities=body.granted_capabilities, egress_allowlist=body.egress_allowlist, enabled=body.enabled,
     )
-    return out
+    return InstallOut.of(row)
 
 
 @router.get("/{install_id}", response_model=InstallOut, summary="One install", responses=_ERR,
@@ -103,22 +88,11 @@ def get_install(tenant_id: TenantId, install_id: InstallId, admin: Admin) -> Ins
 )
 def patch_install(tenant_id: TenantId, install_id: InstallId, body: InstallPatch, admin: Admin) -> InstallOut:
     admin.require(AdminAction.INSTALL_MANAGE, tenant_id)
-    with admin.services.db.session() as session:
-        row = installs.update_install(
-            session,
-            tenant_id,
-            install_id,
-            granted_capabilities=body.granted_capabilities,
-            egress_allowlist=body.egress_allowlist,
-        )
-        out = InstallOut.of(row)
-    admin.record(
-        "install.update",
-        tenant_id,
-        f"install:{install_id}",
-        {"granted_capabilities": out.granted_capabilities, "egress_allowlist": out.egress_allowlist},
+    row = install_commands.update_install(
+        admin.commands, admin.caller, tenant_id, install_id, granted_capabilities=body.granted_capabilities,
+        egress_allowlist=body.egress_allowlist,
     )
-    return out
+    return InstallOut.of(row)
 
 
 @router.delete(
@@ -126,18 +100,13 @@ def patch_install(tenant_id: TenantId, install_id: InstallId, body: InstallPatch
 )
 def remove_install(tenant_id: TenantId, install_id: InstallId, admin: Admin) -> Response:
     admin.require(AdminAction.INSTALL_MANAGE, tenant_id)
-    with admin.services.db.session() as session:
-        installs.remove_install(session, tenant_id, install_id)
-    admin.record("install.remove", tenant_id, f"install:{install_id}")
+    install_commands.remove_install(admin.commands, admin.caller, tenant_id, install_id)
     return Response(status_code=204)
 
 
 def _set_enabled(tenant_id: str, install_id: str, admin: Admin, enabled: bool) -> InstallOut:
     admin.require(AdminAction.INSTALL_MANAGE, tenant_id)
-    with admin.services.db.session() as session:
-        out = InstallOut.of(installs.set_enabled(session, tenant_id, install_id, enabled))
-    admin.record("install.enable" if enabled else "install.disable", tenant_id, f"install:{install_id}")
-    return out
+    return InstallOut.of(install_commands.set_enabled(admin.commands, admin.caller, tenant_id, install_id, enabled))
 
 
 @router.post("/{install_id}/enable", response_model=InstallOut, summary="Enable", responses=_ERR)
@@ -158,22 +127,11 @@ def disable(tenant_id: TenantId, install_id: InstallId, admin: Admin) -> Install
 )
 def upgrade(tenant_id: TenantId, install_id: InstallId, body: InstallUpgrade, admin: Admin) -> InstallOut:
     admin.require(AdminAction.INSTALL_MANAGE, tenant_id)
-    with admin.services.db.session() as session:
-        row = installs.upgrade_install(
-            session, tenant_id, install_id, to_version=body.version, approved_capabilities=body.approved_capabilities
-        )
-        out = InstallOut.of(row)
-    admin.record(
-        "install.upgrade",
-        tenant_id,
-        f"install:{install_id}",
-        {
-            "version_id": out.version_id,
-            "granted_capabilities": out.granted_capabilities,
-            "approved": body.approved_capabilities is not None,
-        },
+    row = install_commands.upgrade_install(
+        admin.commands, admin.caller, tenant_id, install_id, to_version=body.version,
+        approved_capabilities=body.approved_capabilities,
     )
-    return out
+    return InstallOut.of(row)
 
 
 @router.get("/{install_id}/config", response_model=ConfigOut, summary="Current config and its version", responses=_ERR)
@@ -191,15 +149,8 @@ def get_config(tenant_id: TenantId, install_id: InstallId, admin: Admin) -> Conf
 )
 def put_config(tenant_id: TenantId, install_id: InstallId, body: ConfigWrite, admin: Admin) -> ConfigOut:
     admin.require(AdminAction.CONFIG_WRITE, tenant_id)
-    row = install_config.set_config(
-        admin.services.db, tenant_id, install_id, body.values, expected_version=body.expected_version
-    )
-    # Key names only: config values can be sensitive too and are not needed to audit the change.
-    admin.record(
-        AdminAction.CONFIG_WRITE,
-        tenant_id,
-        f"install:{install_id}",
-        {"config_version": row.version, "keys": sorted(row.values)},
+    row = install_data.set_config(
+        admin.commands, admin.caller, tenant_id, install_id, body.values, expected_version=body.expected_version
     )
     return ConfigOut.of(install_id, row)
 
@@ -225,19 +176,7 @@ def get_secrets(tenant_id: TenantId, install_id: InstallId, admin: Admin) -> Sec
 def patch_secrets(tenant_id: TenantId, install_id: InstallId, body: SecretsWrite, admin: Admin) -> SecretsOut:
     admin.require(AdminAction.SECRETS_WRITE, tenant_id)
     kwargs = {"expires_at": body.expires_at} if "expires_at" in body.model_fields_set else {}
-    row = install_secrets.set_secrets(
-        admin.services.db, admin.services.keyring, tenant_id, install_id, body.secrets, **kwargs
-    )
-    admin.record(
-        AdminAction.SECRETS_WRITE,
-        tenant_id,
-        f"install:{install_id}",
-        {
-            "secrets_version": row.version if row else None,
-            "set": sorted(k for k, v in body.secrets.items() if v is not None),
-            "deleted": sorted(k for k, v in body.secrets.items() if v is None),
-        },
-    )
+    row = install_data.set_secrets(admin.commands, admin.caller, tenant_id, install_id, body.secrets, **kwargs)
     return SecretsOut.of(install_id, row)
 
 
@@ -249,11 +188,5 @@ def patch_secrets(tenant_id: TenantId, install_id: InstallId, body: SecretsWrite
 )
 def rotate_secrets(tenant_id: TenantId, install_id: InstallId, admin: Admin) -> SecretsOut:
     admin.require(AdminAction.SECRETS_WRITE, tenant_id)
-    row = install_secrets.rotate_secrets(admin.services.db, admin.services.keyring, tenant_id, install_id)
-    admin.record(
-        "install.secrets.rotate",
-        tenant_id,
-        f"install:{install_id}",
-        {"secrets_version": row.version if row else None, "key_id": row.key_id if row else None},
-    )
+    row = install_data.rotate_secrets(admin.commands, admin.caller, tenant_id, install_id)
     return SecretsOut.of(install_id, row)

@@ -36,9 +36,10 @@ _ERRORS: dict[int, str] = {
     413: "`payload_too_large`: request body over the cap (10 MiB by default)",
     422: "`idempotency_key_reused`: the key was used for a different request",
     429: "`rate_limited`: token bucket of this tenant + install is empty; see `retry-after`",
-    502: "`bad_gateway`: the runner is unreachable or failed; `detail.request_id` identifies the call",
-    503: "`access_policy_unavailable` (policy, audit or rate-limit store unavailable) or "
-    "`runner_unavailable` (busy; see `retry-after`)",
+    502: "`bad_gateway`: the runner or the guest failed; `detail.request_id` identifies the call",
+    503: "`access_policy_unavailable` (policy, audit or rate-limit store unavailable), "
+    "`runner_unavailable` (no runner reachable, or busy) or `runner_busy` (the tenant's share of the "
+    "runner is in use; not executed); see `retry-after`",
     504: "`gateway_timeout`: the extension did not answer before the deadline",
 }
 
@@ -49,7 +50,8 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
        for status, text in _ERRORS.items()},
 }
 RESPONSES[429]["headers"] = {"retry-after": {**RETRY_AFTER, "required": True}}
-RESPONSES[503]["headers"] = {"retry-after": {**RETRY_AFTER, "description": "with `runner_unavailable`"}}
+RESPONSES[503]["headers"] = {"retry-after": {**RETRY_AFTER,
+                                              "description": "with `runner_unavailable` and `runner_busy`"}}
 
 
 def _endpoint(method: str) -> Any:

@@ -1,5 +1,8 @@
 """Every request gets our own id (`request.state.request_id`, echoed as `x-request-id`).
 
+The id and the client's address are also the request's `service.request_context`, so code
+deep in a request (denial records) names them without threading `Request` through.
+
 A client-supplied `x-request-id` is not trusted as an audit key, so it is replaced, not
 reused. Pure ASGI: `BaseHTTPMiddleware` would add a task and a body relay per request and
 buffer-related surprises on streamed (SSE) responses.
@@ -10,6 +13,8 @@ from __future__ import annotations
 import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.request_context import enter_request, leave_request
 
 
 class RequestIdMiddleware:
@@ -30,4 +35,9 @@ class RequestIdMiddleware:
                 message = {**message, "headers": [*headers, header]}
             await send(message)
 
-        await self.app(scope, receive, send_with_id)
+        client = scope.get("client")
+        token = enter_request(rid, client[0] if client else None)
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            leave_request(token)

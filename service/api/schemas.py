@@ -37,8 +37,9 @@ APP_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """Declared error responses; 400 (unparseable request) is possible on every operation."""
-    statuses = tuple(sorted({400, *statuses}))
+    """Declared error responses; 400 (unparseable request) and 503 (a dependency is down)
+    are possible on every operation."""
+    statuses = tuple(sorted({400, 503, *statuses}))
     descriptions = {
         400: "the request could not be parsed (e.g. malformed JSON or encoding)",
         401: "missing or invalid bearer token",
@@ -47,7 +48,8 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         409: "conflicts with the current state",
         413: "payload too large",
         422: "invalid input",
-        503: "a dependency (policy engine, audit log) is unavailable",
+        503: "a dependency (database, Redis, runner, policy engine, audit log) is unavailable: "
+             "`service_unavailable` with `detail.dependency`, or the endpoint's own code; retry later",
     }
     return {
         s: {"model": ErrorBody, "description": descriptions.get(s, "error"), "content": error_example(s)}

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import getpass
 import json
+import socket
 import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, TypeVar
@@ -13,9 +14,9 @@ from typing import Any, TypeVar
 import typer
 
 from audit.config import AuditConfigError
-from audit.records import Actor, AuditEvent
+from audit.records import Actor
 from runner.settings import DevKeysNotAllowed
-from service.audit_trail import append_or_503
+from service.commands import Caller
 from service.container import ServiceContainer, build_container
 from service.errors import DomainError
 from service.settings import Settings
@@ -58,26 +59,18 @@ def services(**kwargs: Any) -> Iterator[ServiceContainer]:
 
 
 def cli_actor() -> Actor:
-    """Who ran a CLI verb: the operating-system account. CLI verbs act on the database
-    directly (no token, no policy), so their records name the account that had that access."""
+    """Who ran a CLI verb: the operating-system account, and (as its address) the account
+    at this host. CLI verbs act on the database directly (no token, no policy), so their
+    records name the account that had that access."""
     try:
         user = getpass.getuser()
     except Exception:  # noqa: BLE001 - no user database in some containers
         user = "unknown"
-    return Actor(id=f"cli:{user}", type="operator", auth="cli")
+    return Actor(id=f"cli:{user}", type="operator", auth="cli", ip=f"cli:{user}@{socket.gethostname()}")
 
 
-def record(
-    c: ServiceContainer, action: str, tenant_id: str | None, resource: str, details: Mapping[str, Any] | None = None
-) -> None:
-    """Audit a change made by a CLI verb, durably, like the admin API does (`admin.<action>`).
-    The change is already committed; an unavailable log is reported (exit 1), never skipped."""
-    event = AuditEvent(action=f"admin.{action}", outcome="success", tenant_id=tenant_id, actor=cli_actor(),
-                       resource=resource, details=dict(details or {}))
-    try:
-        append_or_503(c.audit, event)
-    except DomainError as exc:
-        fail(exc.code, {"message": "the change was made but could not be audited", "detail": exc.detail})
+def cli_caller() -> Caller:
+    return Caller(cli_actor())
 
 
 def guarded(fn: Callable[[], T]) -> T:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
+from audit.config import AuditConfigError
 from runner.cli import app as runner_app
+from runner.settings import DevKeysNotAllowed
 from service.cli.audit import app as audit_app
 from service.cli.common import EXIT_USAGE, emit, fail
 from service.cli.debug import app as debug_app
@@ -40,8 +42,13 @@ def serve(
     try:
         settings = Settings()
     except ValidationError as exc:  # name the setting and the reason, never echo the value
-        fail("configuration_error",
-             [{"setting": ".".join(map(str, e["loc"])), "message": e["msg"]} for e in exc.errors()], EXIT_USAGE)
+        fail("configuration_error", settings_problems(Settings, exc), EXIT_USAGE)
+        return
+    try:
+        check_configuration(settings)
+    except (DevKeysNotAllowed, AuditConfigError, ValidationError, ValueError) as exc:
+        # One line naming the missing or invalid setting, not a traceback from inside uvicorn.
+        fail("configuration_error", _config_message(exc), EXIT_USAGE)
         return
     # Client addresses go into audit records: X-Forwarded-For is believed only from the
     # proxies named in EXTGATE_FORWARDED_ALLOW_IPS, never from anyone by default.
@@ -55,6 +62,61 @@ def serve(
         forwarded_allow_ips=trusted or None,
         log_level="info",
     )
+
+
+class InvalidSettings(ValueError):
+    """Settings that do not validate, as `{setting, message}` items (values never included)."""
+
+    def __init__(self, problems: list[dict[str, str]]) -> None:
+        super().__init__("; ".join(f"{p['setting']}: {p['message']}" for p in problems))
+        self.problems = problems
+
+
+def settings_problems(cls: type[Any], exc: Any) -> list[dict[str, str]]:
+    """A settings class's validation errors, each naming its environment variable."""
+    prefix = str(cls.model_config.get("env_prefix", "")).upper()
+    problems = []
+    for e in exc.errors():
+        field = ".".join(map(str, e["loc"]))
+        setting = f"{prefix}{field.upper()}" if field.isidentifier() else field
+        problems.append({"setting": setting, "message": e["msg"]})
+    return problems
+
+
+def _config_message(exc: Exception) -> object:
+    from pydantic import ValidationError
+
+    if isinstance(exc, InvalidSettings):
+        return exc.problems
+    if isinstance(exc, ValidationError):
+        return [{"setting": ".".join(map(str, e["loc"])), "message": e["msg"]} for e in exc.errors()]
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+def check_configuration(settings: Settings) -> None:
+    """Load every key the server needs before it starts, so a missing production key is
+    reported by `serve` itself (configuration_error naming the setting)."""
+    from pydantic import ValidationError
+
+    from audit.config import AuditSettings
+    from runner.debug.config import DebugPublisherSettings
+    from runner.settings import RunnerSettings
+    from service.debug.config import DebugSessionSettings
+    from service.gateway.config import GatewaySettings
+
+    # Every settings class the server reads, loaded now: an invalid value anywhere is one
+    # configuration_error line here, not a traceback on the first request.
+    problems: list[dict[str, str]] = []
+    for cls in (GatewaySettings, RunnerSettings, DebugSessionSettings, DebugPublisherSettings, AuditSettings):
+        try:
+            cls()
+        except ValidationError as exc:
+            problems += settings_problems(cls, exc)
+    if problems:
+        raise InvalidSettings(problems)
+    _ = settings.keyring, settings.effective_jwt_hs256_secret, settings.effective_runner_token
+    audit = AuditSettings()
+    audit.verifiers(audit.signer(settings.data_dir, embedded=settings.is_embedded_database))
 
 
 @db_app.command("upgrade")

@@ -1,7 +1,9 @@
 """`extgate ext ...` and `extgate install ...`: the registry from the command line.
 
-These verbs call the same domain functions as the admin API, directly against the
-database: they are an operator's tool, run where the service's configuration lives.
+Changes go through the same commands (`service.commands`) as the admin API, directly
+against the database: each change commits together with its audit record (actor
+`cli:<os account>`), or not at all. They are an operator's tool, run where the service's
+configuration lives.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from runner.contract.bundle_store import content_hash_of
 from service.api.schemas import ConfigOut, InstallOut, SecretsOut
-from service.cli.common import EXIT_USAGE, emit, fail, read_json_arg, record, services
+from service.cli.common import EXIT_USAGE, cli_caller, emit, fail, read_json_arg, services
+from service.commands import CommandContext, extensions, install_data
+from service.commands import installs as install_commands
 from service.registry import install_config, install_secrets, installs, publishing
 from service.registry.bundles import BundleError, BundleLimits, load_bundle_path, pack_directory
 from service.registry.signing import generate_keypair, sign_content_hash
@@ -58,18 +62,7 @@ def ext_publish(
             bundle = load_bundle_path(path, limits=BundleLimits(max_archive_bytes=c.settings.max_bundle_bytes))
         except BundleError as exc:
             fail(exc.code, {k: v for k, v in exc.to_dict().items() if k != "error"})
-        result = publishing.publish_bundle(
-            c.db,
-            c.bundle_store,
-            bundle,
-            signature=signature,
-            signature_policy=c.signature_policy,
-            validate_component=c.validate_component,
-        )
-        if result.created:
-            record(c, "extension.publish", None, f"extension:{result.slug}@{result.version}",
-                   {"content_hash": result.content_hash, "signer_key_id": result.signer_key_id,
-                    "size_bytes": result.size_bytes})
+        result = extensions.publish(CommandContext(c), cli_caller(), bundle, signature=signature)
         emit(result.as_dict())
 
 
@@ -124,25 +117,16 @@ def install_create(
 ) -> None:
     """Install an extension for a tenant with an explicit capability grant."""
     with services(validate_component=None) as c:
-        with c.db.session() as session:
-            caps = list(grant or [])
-            if grant_declared:
+        caps = list(grant or [])
+        if grant_declared:
+            with c.db.session() as session:
                 ext = publishing.get_extension(session, extension)
                 caps += publishing.get_version(session, ext, version).capabilities
-            row = installs.create_install(
-                session,
-                tenant,
-                extension,
-                version=version,
-                granted_capabilities=caps,
-                egress_allowlist=egress or [],
-                enabled=not disabled,
-            )
-            out = InstallOut.of(row)
-        record(c, "install.create", tenant, f"install:{out.id}",
-               {"extension_id": out.extension_id, "version_id": out.version_id,
-                "granted_capabilities": out.granted_capabilities, "egress_allowlist": out.egress_allowlist})
-        emit(out.model_dump(mode="json"))
+        row = install_commands.create_install(
+            CommandContext(c), cli_caller(), tenant, extension, version=version, granted_capabilities=caps,
+            egress_allowlist=egress or [], enabled=not disabled,
+        )
+        emit(InstallOut.of(row).model_dump(mode="json"))
 
 
 @install_app.command("list")
@@ -154,10 +138,8 @@ def install_list(tenant: Tenant) -> None:
 
 def _toggle(tenant: str, install_id: str, enabled: bool) -> None:
     with services(validate_component=None) as c:
-        with c.db.session() as session:
-            out = InstallOut.of(installs.set_enabled(session, tenant, install_id, enabled))
-        record(c, "install.enable" if enabled else "install.disable", tenant, f"install:{install_id}")
-        emit(out.model_dump(mode="json"))
+        row = install_commands.set_enabled(CommandContext(c), cli_caller(), tenant, install_id, enabled)
+        emit(InstallOut.of(row).model_dump(mode="json"))
 
 
 @install_app.command("enable")
@@ -182,28 +164,22 @@ def install_upgrade(
 ) -> None:
     """Move an install to another version; more capabilities need explicit approval."""
     with services(validate_component=None) as c:
-        with c.db.session() as session:
-            approved: list[str] | None = list(approve) if approve else None
-            if approve_declared:
+        approved: list[str] | None = list(approve) if approve else None
+        if approve_declared:
+            with c.db.session() as session:
                 install = installs.get_install(session, tenant, install_id)
                 ext = publishing.get_extension(session, install.extension_id)
                 approved = list(publishing.get_version(session, ext, version).capabilities)
-            row = installs.upgrade_install(session, tenant, install_id, to_version=version,
-                                           approved_capabilities=approved)
-            out = InstallOut.of(row)
-        record(c, "install.upgrade", tenant, f"install:{install_id}",
-               {"version_id": out.version_id, "granted_capabilities": out.granted_capabilities,
-                "approved": approved is not None})
-        emit(out.model_dump(mode="json"))
+        row = install_commands.upgrade_install(CommandContext(c), cli_caller(), tenant, install_id,
+                                               to_version=version, approved_capabilities=approved)
+        emit(InstallOut.of(row).model_dump(mode="json"))
 
 
 @install_app.command("remove")
 def install_remove(tenant: Tenant, install_id: str) -> None:
     """Uninstall; the install's config and secrets are deleted."""
     with services(validate_component=None) as c:
-        with c.db.session() as session:
-            installs.remove_install(session, tenant, install_id)
-        record(c, "install.remove", tenant, f"install:{install_id}")
+        install_commands.remove_install(CommandContext(c), cli_caller(), tenant, install_id)
         emit({"removed": install_id})
 
 
@@ -222,9 +198,8 @@ def config_set(
             fail("invalid_config", "the JSON must be an object", EXIT_USAGE)
         values = {**values, **_pairs(pairs, "config")}
     with services(validate_component=None) as c:
-        row = install_config.set_config(c.db, tenant, install_id, values, expected_version=expected_version)
-        record(c, "install.config.write", tenant, f"install:{install_id}",
-               {"config_version": row.version, "keys": sorted(row.values)})
+        row = install_data.set_config(CommandContext(c), cli_caller(), tenant, install_id, values,
+                                      expected_version=expected_version)
         emit(ConfigOut.of(install_id, row).model_dump(mode="json"))
 
 
@@ -254,11 +229,7 @@ def secrets_set(
     changes = {**changes, **_pairs(pairs or [], "secret"), **dict.fromkeys(delete or [])}
     kwargs = {"expires_at": expires_at} if expires_at is not None else {}
     with services(validate_component=None) as c:
-        row = install_secrets.set_secrets(c.db, c.keyring, tenant, install_id, changes, **kwargs)
-        record(c, "install.secrets.write", tenant, f"install:{install_id}",
-               {"secrets_version": row.version if row else None,
-                "set": sorted(k for k, v in changes.items() if v is not None),
-                "deleted": sorted(k for k, v in changes.items() if v is None)})
+        row = install_data.set_secrets(CommandContext(c), cli_caller(), tenant, install_id, changes, **kwargs)
         emit(SecretsOut.of(install_id, row).model_dump(mode="json"))
 
 
@@ -279,16 +250,12 @@ def secrets_rotate(
     """Re-seal with the keyring's active (first) key."""
     with services(validate_component=None) as c:
         if all_installs:
-            rotated = install_secrets.rotate_all(c.db, c.keyring)
-            for t, i in rotated:
-                record(c, "install.secrets.rotate", t, f"install:{i}", {"key_id": c.keyring.active_key_id})
+            rotated = install_data.rotate_all(CommandContext(c), cli_caller())
             emit({"rotated": [{"tenant_id": t, "install_id": i} for t, i in rotated],
                   "key_id": c.keyring.active_key_id})
             return
         if not tenant or not install_id:
             fail("invalid_argument", "give --tenant and INSTALL_ID, or --all", EXIT_USAGE)
             return
-        row = install_secrets.rotate_secrets(c.db, c.keyring, tenant, install_id)
-        record(c, "install.secrets.rotate", tenant, f"install:{install_id}",
-               {"secrets_version": row.version if row else None, "key_id": row.key_id if row else None})
+        row = install_data.rotate_secrets(CommandContext(c), cli_caller(), tenant, install_id)
         emit(SecretsOut.of(install_id, row).model_dump(mode="json"))

@@ -3,8 +3,10 @@ valid 60 s, sessions of at most 60 min, 10 viewers per stream and 25 per tenant.
 
 from __future__ import annotations
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from runner.contract.redis_url import check_redis_url
 
 
 class DebugSessionSettings(BaseSettings):
@@ -14,6 +16,11 @@ class DebugSessionSettings(BaseSettings):
         default=None, validation_alias=AliasChoices("EXTGATE_DEBUG_REDIS_URL", "EXTGATE_REDIS_URL")
     )
     key_prefix: str = Field(default="dbg:v1", pattern=r"^[A-Za-z0-9:_.-]{1,32}$")
+
+    @field_validator("redis_url")
+    @classmethod
+    def _supported_redis_url(cls, value: str | None) -> str | None:
+        return check_redis_url(value, "EXTGATE_DEBUG_REDIS_URL / EXTGATE_REDIS_URL")
 
     ticket_ttl_s: int = Field(default=60, ge=5, le=600)
     max_session_s: float = Field(default=3600.0, gt=0, le=24 * 3600)

@@ -11,6 +11,7 @@ from service.debug.hub import StreamHub
 from service.debug.sessions import DebugSessions
 from service.debug.source import InProcessStreamSource, RedisStreamSource, StreamSource
 from service.debug.tickets import MemorySessionStore, RedisSessionStore, SessionStore
+from service.denials import DenialRecorder
 
 
 class DebugRuntime:
@@ -39,7 +40,9 @@ class DebugRuntime:
         self.sessions.store.close()
 
 
-def build_debug_runtime(settings: DebugSessionSettings, *, db: object, policy: object, audit: object) -> DebugRuntime:
+def build_debug_runtime(
+    settings: DebugSessionSettings, *, db: object, policy: object, audit: object, denials: DenialRecorder | None = None
+) -> DebugRuntime:
     store: SessionStore
     source_factory: Callable[[], StreamSource]
     if settings.redis_url:
@@ -57,5 +60,5 @@ def build_debug_runtime(settings: DebugSessionSettings, *, db: object, policy: o
         def source_factory() -> StreamSource:
             return InProcessStreamSource(in_process_hub())
 
-    sessions = DebugSessions(settings, store, db=db, policy=policy, audit=audit)
+    sessions = DebugSessions(settings, store, db=db, policy=policy, audit=audit, denials=denials)
     return DebugRuntime(settings, sessions, source_factory)

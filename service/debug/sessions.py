@@ -12,7 +12,7 @@ import logging
 import secrets
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from audit.actions import DEBUG_SESSION_DENY, DEBUG_SESSION_END, DEBUG_SESSION_START
@@ -20,10 +20,13 @@ from audit.records import Actor, AuditEvent
 from runner.debug.wire import key_part, stream_key
 from service.auth.principal import Principal
 from service.debug.config import DebugSessionSettings
+from service.debug.justification import visible_text
 from service.debug.tickets import SessionGrant, SessionStore
+from service.denials import DenialRecorder, log_tenant, principal_key
 from service.errors import Forbidden, NotFound, ServiceUnavailable
 from service.policy import DebugCounts, Decision, InstallFacts
 from service.registry.installs import resolve_active_install
+from service.request_context import current_request
 
 log = logging.getLogger("extgate.debug")
 
@@ -62,12 +65,13 @@ def principal_of(grant: SessionGrant) -> Principal:
 
 class DebugSessions:
     def __init__(self, settings: DebugSessionSettings, store: SessionStore, *, db: Any, policy: Any,
-                 audit: Any) -> None:
+                 audit: Any, denials: DenialRecorder | None = None) -> None:
         self.settings = settings
         self.store = store
         self.db = db
         self.policy = policy
         self.audit = audit
+        self.denials = denials
 
     def tenant_key(self, tenant: str) -> str:
         return f"{self.settings.key_prefix}:{{{key_part(tenant)}}}:viewers"
@@ -90,7 +94,7 @@ class DebugSessions:
     def open(self, principal: Principal, req: OpenRequest, request_id: str | None = None) -> Ticket:
         s = self.settings
         tenant = req.tenant or principal.tenant
-        justification = (req.justification or "").strip()
+        justification = visible_text(req.justification)  # ten zero-width spaces are not ten characters
         if tenant != principal.tenant and not principal.is_platform_admin:
             # Refused before any lookup: whether another tenant's install exists is not ours to say.
             self._audit_denial(principal, tenant, None, req, ("tenancy.debug-same-tenant",), "", request_id)
@@ -108,8 +112,11 @@ class DebugSessions:
             raise ServiceUnavailable("the debug session store is unavailable", code="debug_unavailable") from None
         counts = DebugCounts(tenant_n, s.max_sessions_per_tenant, stream_n, s.max_viewers_per_stream)
         decision = self._decide(principal, facts, counts, justification)
+        inputs = getattr(decision, "inputs", None)
+        recorded, attachments = inputs.record() if inputs is not None else (None, {})
         if not decision.allowed:
-            self._audit_denial(principal, tenant, facts, req, decision.policy_ids, decision.revision, request_id)
+            self._audit_denial(principal, tenant, facts, req, decision.policy_ids, decision.revision, request_id,
+                               recorded, attachments)
             raise Forbidden({"message": "not allowed to debug.view", "action": "debug.view",
                              "reasons": list(decision.reasons)})
         grant = SessionGrant(
@@ -118,6 +125,7 @@ class DebugSessions:
             principal_tenant=principal.tenant, roles=tuple(sorted(principal.roles)), user_type=principal.user_type,
             justification=justification, request_id_filter=req.request_id, min_level=req.min_level,
             policy_ids=decision.policy_ids, policy_revision=decision.revision, max_duration_s=s.max_session_s,
+            decision=recorded, attachments={k: v.decode("utf-8") for k, v in attachments.items()} or None,
         )
         ticket = secrets.token_urlsafe(32)
         try:
@@ -183,6 +191,9 @@ class DebugSessions:
         event = self._event(DEBUG_SESSION_START, "success", grant, {
             "request_id_filter": grant.request_id_filter, "min_level": grant.min_level,
             "max_duration_ms": int(grant.max_duration_s * 1000)})
+        if grant.decision is not None:  # what debug.view was decided on, snapshot attached
+            event = replace(event, details={**event.details, "decision": grant.decision},
+                            attachments={k: v.encode("utf-8") for k, v in (grant.attachments or {}).items()})
         try:
             self.audit.append(event, timeout=10.0)
         except Exception as exc:
@@ -199,17 +210,26 @@ class DebugSessions:
             log.error("audit append failed for %s: %s", DEBUG_SESSION_END, type(exc).__name__)
 
     def _audit_denial(self, principal: Principal, tenant: str, facts: InstallFacts | None, req: OpenRequest,
-                      policy_ids: tuple[str, ...], revision: str, request_id: str | None = None) -> None:
-        if self.audit is None:
+                      policy_ids: tuple[str, ...], revision: str, request_id: str | None = None,
+                      recorded: dict[str, Any] | None = None, attachments: dict[str, bytes] | None = None) -> None:
+        """In the caller's own log (naming the targeted tenant), bounded per principal."""
+        if self.denials is None:
             return
+        info = current_request()
+        own_log = log_tenant(principal.tenant, principal.is_platform_admin)
+        details: dict[str, Any] = {"extension": req.extension[:200],
+                                   "justification": visible_text(req.justification) or None,
+                                   **({"decision": recorded} if recorded is not None else {})}
+        if tenant != own_log:
+            details["target_tenant"] = tenant
         event = AuditEvent(
-            action=DEBUG_SESSION_DENY, outcome="deny", tenant_id=tenant,
-            actor=Actor.from_principal(principal, auth="jwt"),
+            action=DEBUG_SESSION_DENY, outcome="deny", tenant_id=own_log,
+            actor=Actor.from_principal(principal, auth="jwt", ip=info.client_ip),
             resource=f"install:{facts.install_id}/debug" if facts else None,
-            policy_ids=tuple(policy_ids), policy_revision=revision or None, request_id=request_id,
-            details={"extension": req.extension[:200], "justification": (req.justification or "").strip() or None},
+            policy_ids=tuple(policy_ids), policy_revision=revision or None, request_id=request_id or info.request_id,
+            details=details, attachments=attachments or {},
         )
         try:
-            self.audit.submit(event, defer=True)  # best effort: the request is refused either way
-        except Exception as exc:  # noqa: BLE001
-            log.warning("could not queue audit record for a debug denial: %s", type(exc).__name__)
+            self.denials.record(principal_key(principal.subject, principal.tenant), event, target=tenant)
+        except Exception as exc:  # noqa: BLE001 - the request is refused either way
+            log.warning("could not record a debug denial: %s", type(exc).__name__)

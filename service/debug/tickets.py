@@ -37,6 +37,10 @@ class SessionGrant:
     policy_ids: tuple[str, ...]
     policy_revision: str
     max_duration_s: float
+    # What the policy decided on (`details["decision"]` of the start record) and the
+    # attachments it names (digest -> canonical JSON text); absent in older tickets.
+    decision: dict[str, Any] | None = None
+    attachments: dict[str, str] | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)

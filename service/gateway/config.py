@@ -18,6 +18,10 @@ class GatewaySettings(BaseSettings):
 
     # Deadline of one extension call; also sent to the runner as `limits.timeout_ms`.
     timeout_ms: int = Field(default=30_000, gt=0, le=600_000)
+    # How long a call may wait for a runner worker before a fast 503 `runner_busy` (sent as
+    # `limits.admission_timeout_ms`; the runner clamps it to EXTGATE_RUNNER_ADMISSION_TIMEOUT_MS).
+    # `timeout_ms` starts when the guest starts.
+    admission_timeout_ms: int = Field(default=1_000, gt=0, le=60_000)
     # Extra time the transport waits past the deadline for the runner's own `timeout` answer.
     timeout_grace_ms: int = Field(default=2_000, ge=0)
     memory_mb: int | None = Field(default=None, gt=0, description="limits.memory_mb; unset: runner default")

@@ -64,6 +64,7 @@ def build_execute(
     *,
     timeout_ms: int,
     memory_mb: int | None,
+    admission_timeout_ms: int | None = None,
 ) -> tuple[ExecuteRequest, dict[str, str]]:
     envelope = SecretEnvelope.model_validate(material.envelope) if material.envelope else None
     request = ExecuteRequest(
@@ -83,7 +84,7 @@ def build_execute(
             headers=call.headers,
             body_b64=base64.b64encode(call.body).decode() if call.body else None,
         ),
-        limits=Limits(timeout_ms=timeout_ms, memory_mb=memory_mb),
+        limits=Limits(timeout_ms=timeout_ms, memory_mb=memory_mb, admission_timeout_ms=admission_timeout_ms),
         providers=effective_grant(install.declared_capabilities, install.granted_capabilities),
         secret_envelope=envelope,
         user=user_info(principal),

@@ -1,9 +1,11 @@
 """Idempotency for non-GET calls carrying `x-idempotency-key`: one interface, two backends.
 
-Keys are scoped by tenant + install (upstream keyed by the client's string alone, so two
-tenants choosing the same key saw each other's responses) and bound to a fingerprint of
-the request (method, path, query, body digest): the same key with another request is
-refused rather than answered with an unrelated response. A first request *claims* the
+Keys are scoped by tenant + install + principal (upstream keyed by the client's string
+alone, so two tenants choosing the same key saw each other's responses; and a key shared by
+the users of one tenant would hand Bob Alice's stored response, or tell him her key is in
+use): the same key sent by another user is an independent key. Each key is bound to a
+fingerprint of the request (principal, method, path, query, body digest): the same key with
+another request is refused rather than answered with an unrelated response. A first request *claims* the
 key; the retry of a completed call gets the stored response without executing again; a
 retry while the first is still running gets 409. Only calls the guest answered are
 stored; a runner failure releases the claim so the client can retry. Entries expire after
@@ -60,15 +62,27 @@ class IdempotencyUnavailable(Exception):
     pass
 
 
-def fingerprint(method: str, path: str, query: str, body: bytes) -> str:
-    doc = json.dumps([method.upper(), path, query, hashlib.sha256(body).hexdigest()])
+@dataclass(frozen=True, slots=True)
+class IdempotencyScope:
+    """Whose keys these are: one tenant's install, as called by one principal."""
+
+    tenant_id: str
+    install_id: str
+    principal_id: str
+
+    def with_key(self, key: str) -> tuple[str, str, str, str]:
+        return (self.tenant_id, self.install_id, self.principal_id, key)
+
+
+def fingerprint(method: str, path: str, query: str, body: bytes, principal_id: str = "") -> str:
+    doc = json.dumps([principal_id, method.upper(), path, query, hashlib.sha256(body).hexdigest()])
     return hashlib.sha256(doc.encode()).hexdigest()
 
 
 class IdempotencyStore(Protocol):
-    async def claim(self, tenant_id: str, install_id: str, key: str, fp: str) -> Claim: ...
-    async def complete(self, tenant_id: str, install_id: str, key: str, fp: str, response: StoredResponse) -> None: ...
-    async def release(self, tenant_id: str, install_id: str, key: str, fp: str) -> None: ...
+    async def claim(self, scope: IdempotencyScope, key: str, fp: str) -> Claim: ...
+    async def complete(self, scope: IdempotencyScope, key: str, fp: str, response: StoredResponse) -> None: ...
+    async def release(self, scope: IdempotencyScope, key: str, fp: str) -> None: ...
     async def aclose(self) -> None: ...
 
 
@@ -84,10 +98,10 @@ class InProcessIdempotencyStore:
     def __init__(self, ttl_s: float, max_entries: int) -> None:
         self.ttl_s = ttl_s
         self._max = max_entries
-        self._items: OrderedDict[tuple[str, str, str], tuple[float, dict[str, Any]]] = OrderedDict()
+        self._items: OrderedDict[tuple[str, str, str, str], tuple[float, dict[str, Any]]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def _get(self, k: tuple[str, str, str], now: float) -> dict[str, Any] | None:
+    def _get(self, k: tuple[str, str, str, str], now: float) -> dict[str, Any] | None:
         hit = self._items.get(k)
         if hit is None:
             return None
@@ -96,14 +110,14 @@ class InProcessIdempotencyStore:
             return None
         return hit[1]
 
-    def _put(self, k: tuple[str, str, str], value: dict[str, Any], ttl: float, now: float) -> None:
+    def _put(self, k: tuple[str, str, str, str], value: dict[str, Any], ttl: float, now: float) -> None:
         self._items[k] = (now + ttl, value)
         self._items.move_to_end(k)
         while len(self._items) > self._max:
             self._items.popitem(last=False)
 
-    async def claim(self, tenant_id: str, install_id: str, key: str, fp: str) -> Claim:
-        k, now = (tenant_id, install_id, key), time.monotonic()
+    async def claim(self, scope: IdempotencyScope, key: str, fp: str) -> Claim:
+        k, now = scope.with_key(key), time.monotonic()
         with self._lock:
             existing = self._get(k, now)
             if existing is not None:
@@ -111,13 +125,13 @@ class InProcessIdempotencyStore:
             self._put(k, {"state": "pending", "fp": fp}, PENDING_TTL_S, now)
         return Claim(ClaimState.CLAIMED)
 
-    async def complete(self, tenant_id: str, install_id: str, key: str, fp: str, response: StoredResponse) -> None:
+    async def complete(self, scope: IdempotencyScope, key: str, fp: str, response: StoredResponse) -> None:
         value = {"state": "done", "fp": fp, "response": json.loads(response.to_json())}
         with self._lock:
-            self._put((tenant_id, install_id, key), value, self.ttl_s, time.monotonic())
+            self._put(scope.with_key(key), value, self.ttl_s, time.monotonic())
 
-    async def release(self, tenant_id: str, install_id: str, key: str, fp: str) -> None:
-        k = (tenant_id, install_id, key)
+    async def release(self, scope: IdempotencyScope, key: str, fp: str) -> None:
+        k = scope.with_key(key)
         with self._lock:
             existing = self._get(k, time.monotonic())
             if existing is not None and existing.get("state") == "pending" and existing.get("fp") == fp:
@@ -151,17 +165,18 @@ class RedisIdempotencyStore:
 
         self._clients: PerLoop[tuple[Any, Any]] = PerLoop(make, close)
 
-    def key(self, tenant_id: str, install_id: str, key: str) -> str:
-        digest = hashlib.sha256(key.encode()).hexdigest()  # client text never becomes a key verbatim
-        return f"{self.prefix}:{{{tenant_id}}}:{install_id}:{digest}"
+    def key(self, scope: IdempotencyScope, key: str) -> str:
+        # Client text (and the principal id) never becomes a Redis key verbatim.
+        digest = hashlib.sha256(json.dumps([scope.principal_id, key]).encode()).hexdigest()
+        return f"{self.prefix}:{{{scope.tenant_id}}}:{scope.install_id}:{digest}"
 
     @staticmethod
     def _pending(fp: str) -> str:
         return json.dumps({"state": "pending", "fp": fp})
 
-    async def claim(self, tenant_id: str, install_id: str, key: str, fp: str) -> Claim:
+    async def claim(self, scope: IdempotencyScope, key: str, fp: str) -> Claim:
         client, _ = self._clients.get()
-        k = self.key(tenant_id, install_id, key)
+        k = self.key(scope, key)
         try:
             if await client.set(k, self._pending(fp), nx=True, ex=PENDING_TTL_S):
                 return Claim(ClaimState.CLAIMED)
@@ -172,18 +187,18 @@ class RedisIdempotencyStore:
             return Claim(ClaimState.IN_PROGRESS)
         return _decide(json.loads(raw), fp)
 
-    async def complete(self, tenant_id: str, install_id: str, key: str, fp: str, response: StoredResponse) -> None:
+    async def complete(self, scope: IdempotencyScope, key: str, fp: str, response: StoredResponse) -> None:
         client, _ = self._clients.get()
         value = json.dumps({"state": "done", "fp": fp, "response": json.loads(response.to_json())})
         try:
-            await client.set(self.key(tenant_id, install_id, key), value, ex=self.ttl_s)
+            await client.set(self.key(scope, key), value, ex=self.ttl_s)
         except Exception as exc:
             raise IdempotencyUnavailable(type(exc).__name__) from exc
 
-    async def release(self, tenant_id: str, install_id: str, key: str, fp: str) -> None:
+    async def release(self, scope: IdempotencyScope, key: str, fp: str) -> None:
         _, script = self._clients.get()
         try:
-            await script(keys=[self.key(tenant_id, install_id, key)], args=[self._pending(fp)])
+            await script(keys=[self.key(scope, key)], args=[self._pending(fp)])
         except Exception as exc:
             raise IdempotencyUnavailable(type(exc).__name__) from exc
 

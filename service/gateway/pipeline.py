@@ -41,12 +41,14 @@ from runner.contract.capabilities import effective_grant
 from runner.contract.execute import ExecuteResponse, RunnerError
 from service.auth.principal import Principal
 from service.auth.tokens import AuthenticationError
+from service.denials import log_tenant, principal_key
 from service.gateway.config import GatewaySettings
 from service.gateway.execute import CallInput, build_execute
 from service.gateway.headers import request_headers_for_guest, response_headers_for_client
 from service.gateway.idempotency import (
     MAX_KEY_CHARS,
     ClaimState,
+    IdempotencyScope,
     IdempotencyStore,
     IdempotencyUnavailable,
     StoredResponse,
@@ -55,7 +57,7 @@ from service.gateway.idempotency import (
 from service.gateway.installs import InstallChanged, InstallInfo, find_install, load_material
 from service.gateway.matcher import EndpointMatch, EndpointTable, match_endpoint
 from service.gateway.ratelimit import RateLimiter, RateLimitUnavailable
-from service.gateway.transport import RunnerTimeout, RunnerTransport, RunnerUnavailable
+from service.gateway.transport import RunnersDown, RunnerTimeout, RunnerTransport, RunnerUnavailable
 from service.policy.model import NO_BUNDLE_ID, Decision, InstallFacts
 from service.policy.model import EndpointMatch as PolicyEndpointMatch
 
@@ -65,6 +67,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("extgate.gateway")
 
 TENANT_HEADERS = ("x-alga-tenant", "x-tenant-id")
+# Rate-limit bucket of a tenant's calls that name no install of theirs (a denied probe).
+NO_INSTALL = "-"
 _NO_BODY_STATUSES = frozenset({204, 304})
 # Runner outcomes that mean "not executed, try again shortly".
 _RETRYABLE = frozenset({RunnerError.OVERLOADED.value, RunnerError.COMPONENT_NOT_READY.value})
@@ -81,6 +85,14 @@ class GatewayError(Exception):
         self.code = code
         self.detail = detail
         self.headers = dict(headers or {})
+        # A refused call attributable to a caller: its record (written, bounded, before the
+        # answer) and the rate-limit bucket it counts against.
+        self.denial: AuditEvent | None = None
+        self.rate_key: tuple[str, str] | None = None
+
+    def denied(self, event: AuditEvent, rate_key: tuple[str, str]) -> GatewayError:
+        self.denial, self.rate_key = event, rate_key
+        return self
 
     def response(self) -> JSONResponse:
         body: dict[str, Any] = {"error": self.code}
@@ -95,6 +107,16 @@ async def _inline(fn: Callable[..., Any], *args: Any) -> Any:
 
 def _unavailable() -> GatewayError:
     return GatewayError(503, "access_policy_unavailable")
+
+
+def _recorded(decision: Decision) -> dict[str, Any]:
+    """`decision_event` arguments recording what `decision` was decided on (request and
+    entity snapshot by digest, the snapshot as an attachment); nothing if not known."""
+    inputs = decision.inputs
+    if inputs is None:
+        return {}
+    record, attachments = inputs.record()
+    return {"decision": record, "attachments": attachments}
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,7 +184,9 @@ class Gateway:
                 self.authorize, request.headers.get("authorization", ""), request.headers.getlist, extension,
                 method, guest_path, rid, actor_ip,
             )
-        except GatewayError:
+        except GatewayError as err:
+            if err.denial is not None:
+                await self._refused(err)
             raise
         except Exception:
             log.exception("gateway authorization failed (request %s)", rid)
@@ -187,6 +211,7 @@ class Gateway:
             endpoint=resource_endpoint, request_id=rid, policy_ids=auth.decision.policy_ids,
             policy_revision=auth.decision.revision, reasons=auth.decision.reasons, extension=info.slug,
             details={"method": method, "path": guest_path[:256], "policy_decision": "allow"},
+            **_recorded(auth.decision),
         ))
         started = time.perf_counter()
 
@@ -204,7 +229,9 @@ class Gateway:
             finish(err.status, err.code, "policy_denied")
             raise
 
-        # Idempotency (non-GET with a client key), scoped by tenant + install.
+        # Idempotency (non-GET with a client key), scoped by tenant + install + principal: the
+        # same key sent by another user of the tenant is another key.
+        idem_scope = IdempotencyScope(info.tenant_id, info.install_id, principal.subject)
         idem_key = request.headers.get("x-idempotency-key", "").strip() or None
         if method in ("GET", "HEAD"):
             idem_key = None
@@ -213,9 +240,9 @@ class Gateway:
             if len(idem_key) > MAX_KEY_CHARS:
                 finish(422, "invalid_idempotency_key", "policy_denied")
                 raise GatewayError(422, "invalid_request", {"message": "x-idempotency-key is too long"})
-            fp = fingerprint(method, guest_path, request.url.query, body)
+            fp = fingerprint(method, guest_path, request.url.query, body, principal.subject)
             try:
-                claim = await self.idempotency.claim(info.tenant_id, info.install_id, idem_key, fp)
+                claim = await self.idempotency.claim(idem_scope, idem_key, fp)
             except IdempotencyUnavailable:
                 finish(503, "idempotency_unavailable", "error")
                 raise _unavailable() from None
@@ -234,22 +261,22 @@ class Gateway:
             response, stored = await self._dispatch(request, rid, method, guest_path, body, idem_key, auth, finish)
         except BaseException:
             if idem_key is not None:
-                await self._release(info, idem_key, fp)
+                await self._release(idem_scope, idem_key, fp)
             raise
         if idem_key is not None:
             # Only answers from the guest are remembered; a runner failure can be retried.
             if stored is not None and len(stored.body) <= self.settings.idempotency_max_response_bytes:
                 try:
-                    await self.idempotency.complete(info.tenant_id, info.install_id, idem_key, fp, stored)
+                    await self.idempotency.complete(idem_scope, idem_key, fp, stored)
                 except IdempotencyUnavailable:
                     log.warning("could not store idempotent response (request %s)", rid)
             else:
-                await self._release(info, idem_key, fp)
+                await self._release(idem_scope, idem_key, fp)
         return response
 
-    async def _release(self, info: InstallInfo, key: str, fp: str) -> None:
+    async def _release(self, scope: IdempotencyScope, key: str, fp: str) -> None:
         try:
-            await self.idempotency.release(info.tenant_id, info.install_id, key, fp)
+            await self.idempotency.release(scope, key, fp)
         except IdempotencyUnavailable:
             log.warning("could not release idempotency claim")
 
@@ -275,25 +302,25 @@ class Gateway:
         except AuthenticationError:
             raise GatewayError(401, "unauthenticated", headers={"www-authenticate": "Bearer"}) from None
         actor = Actor.from_principal(principal, auth="jwt", ip=ip)
+        own_log = log_tenant(principal.tenant, principal.is_platform_admin)
         for name in TENANT_HEADERS:
             for value in header_values(name):
                 if value.strip() and value.strip() != principal.tenant:
-                    self._submit(AuditEvent(
-                        action="gateway.decision", outcome="deny", tenant_id=principal.tenant, actor=actor,
+                    raise GatewayError(403, "tenant_mismatch").denied(AuditEvent(
+                        action="gateway.decision", outcome="deny", tenant_id=own_log, actor=actor,
                         resource=f"extension:{extension[:200]}", request_id=rid,
-                        details={"error": "tenant_mismatch", "header": name, "method": method},
-                    ))
-                    raise GatewayError(403, "tenant_mismatch")
+                        details={"error": "tenant_mismatch", "header": name, "method": method,
+                                 "target_tenant": value.strip()[:64]},
+                    ), (principal.tenant, NO_INSTALL))
 
         # 2. the tenant's active install
         info = find_install(services.db.reader, principal.tenant, extension)
         if info is None:
-            self._submit(AuditEvent(
-                action="gateway.decision", outcome="deny", tenant_id=principal.tenant, actor=actor,
+            raise GatewayError(404, "extension_not_available").denied(AuditEvent(
+                action="gateway.decision", outcome="deny", tenant_id=own_log, actor=actor,
                 resource=f"extension:{extension[:200]}", request_id=rid,
                 details={"error": "extension_not_available", "method": method},
-            ))
-            raise GatewayError(404, "extension_not_available")
+            ), (principal.tenant, NO_INSTALL))
 
         # 3. declared endpoint
         match = match_endpoint(self.endpoints.get(info.version_id, info.api_endpoints), method, path)
@@ -314,21 +341,39 @@ class Gateway:
         )
         template = match.template if match is not None else "<undeclared>"
         if not decision.allowed:
-            self._submit(decision_event(
-                allowed=False, tenant_id=info.tenant_id, actor=actor, install_id=info.install_id,
+            event = decision_event(
+                allowed=False, tenant_id=own_log, actor=actor, install_id=info.install_id,
                 endpoint=f"{method} {template}", request_id=rid, policy_ids=decision.policy_ids,
                 policy_revision=decision.revision, reasons=decision.reasons, extension=info.slug,
                 details={"method": method, "path": path[:256], "default_deny": decision.default_deny},
-            ))
+                **_recorded(decision),
+            )
             if decision.policy_ids == (NO_BUNDLE_ID,):
-                raise _unavailable()
+                raise _unavailable().denied(event, (info.tenant_id, info.install_id))
             if decision.endpoint_not_found:
-                raise GatewayError(404, "endpoint_not_found")
-            raise GatewayError(403, "forbidden")
+                raise GatewayError(404, "endpoint_not_found").denied(event, (info.tenant_id, info.install_id))
+            raise GatewayError(403, "forbidden").denied(event, (info.tenant_id, info.install_id))
         assert match is not None  # endpoint rules deny undeclared endpoints
         return Authorized(principal, info, match, decision)
 
     # --- audit ----------------------------------------------------------------------------
+
+    async def _refused(self, err: GatewayError) -> None:
+        """A denied call counts against the caller's rate limit like an allowed one (over it:
+        429), and is recorded in the caller's log, bounded per principal, before the answer."""
+        assert err.denial is not None and err.rate_key is not None
+        try:
+            rate = await self.limiter.acquire(*err.rate_key)
+        except RateLimitUnavailable:
+            log.error("rate limiter unavailable for a denied call")
+            raise _unavailable() from None
+        actor = err.denial.actor
+        recorder = self.services.denials
+        if recorder is not None and actor is not None:
+            await recorder.record_async(principal_key(actor.id, actor.tenant or ""), err.denial,
+                                        target=err.denial.resource)
+        if not rate.allowed:
+            raise GatewayError(429, "rate_limited", headers={"retry-after": str(rate.retry_after_s)})
 
     async def _append_durable(self, event: AuditEvent) -> None:
         audit = self.services.audit
@@ -404,7 +449,8 @@ class Gateway:
         s = self.settings
         try:
             execute, headers = build_execute(call, auth.principal, info, material,
-                                             timeout_ms=s.timeout_ms, memory_mb=s.memory_mb)
+                                             timeout_ms=s.timeout_ms, memory_mb=s.memory_mb,
+                                             admission_timeout_ms=s.admission_timeout_ms)
         except Exception:
             # A malformed stored envelope or config: never forward half of it.
             log.error("could not build the execute request (request %s)", rid)
@@ -412,11 +458,16 @@ class Gateway:
             raise GatewayError(502, "bad_gateway", {"request_id": rid}) from None
 
         try:
-            deadline_s = (s.timeout_ms + s.timeout_grace_ms) / 1000
+            # The guest's budget starts when it starts: waiting for a worker is bounded separately.
+            deadline_s = (s.admission_timeout_ms + s.timeout_ms + s.timeout_grace_ms) / 1000
             result = await self.transport.execute(execute, headers, deadline_s=deadline_s)
         except RunnerTimeout:
             finish(504, "timeout", "timeout")
             raise GatewayError(504, "gateway_timeout", {"request_id": rid}) from None
+        except RunnersDown:
+            log.warning("no runner reachable for request %s", rid)
+            finish(503, "runner_unavailable", "error")
+            raise GatewayError(503, "runner_unavailable", {"request_id": rid}, headers={"retry-after": "1"}) from None
         except RunnerUnavailable as exc:
             log.warning("runner unavailable for request %s: %s", rid, exc)
             finish(502, "runner_unavailable", "error")
@@ -431,6 +482,10 @@ class Gateway:
             if code == RunnerError.TIMEOUT.value:
                 finish(504, code, "timeout")
                 raise GatewayError(504, "gateway_timeout", {"request_id": rid})
+            if code == RunnerError.RUNNER_BUSY.value:
+                # This tenant's share of the runners is in use: not started, retry shortly.
+                finish(503, code, "error")
+                raise GatewayError(503, "runner_busy", {"request_id": rid}, headers={"retry-after": "1"})
             if code in _RETRYABLE:
                 finish(503, code, "error")
                 raise GatewayError(503, "runner_unavailable", {"request_id": rid}, headers={"retry-after": "1"})

@@ -2,8 +2,9 @@
 
 `InProcessTransport` calls an embedded `runner.executor.Runner` (the default);
 `HttpRunnerTransport` (transport_http.py) posts to `extgate runner serve` processes.
-Both return the runner's `ExecuteResponse` or raise one of the two errors below, which
-the gateway maps to 502 `bad_gateway` and 504 `gateway_timeout`. Nothing the runner says
+Both return the runner's `ExecuteResponse` or raise one of the errors below, which the
+gateway maps to 503 `runner_unavailable` (`RunnersDown`: no runner reachable), 502
+`bad_gateway` (any other `RunnerUnavailable`) and 504 `gateway_timeout`. Nothing the runner says
 in free text travels further than a log line here.
 """
 
@@ -21,6 +22,10 @@ if TYPE_CHECKING:
 
 class RunnerUnavailable(Exception):
     """No runner could be reached, or a runner answered something that is not a result."""
+
+
+class RunnersDown(RunnerUnavailable):
+    """No runner accepted the connection: nothing was delivered, an outage (503, retry)."""
 
 
 class RunnerTimeout(Exception):

@@ -5,8 +5,13 @@ the runners are ranked by rendezvous hash of the content hash; a runner that ref
 connection (or answers `overloaded`, i.e. did not start the guest) is marked down for a
 short cooldown and the next one is tried. Once a request has been delivered it is never
 sent again (the guest may have run), so a runner dying mid-run is a 502 for that request
-only; the next request goes to the next runner in rank. All runners down → 502;
-deadline passed → 504.
+only; the next request goes to the next runner in rank. All runners down → 503
+`runner_unavailable` (an outage: nothing was delivered); deadline passed → 504.
+
+Each runner schedules fairly across tenants itself (runner/scheduler.py). A `runner_busy`
+answer (the tenant's share of that runner is in use) goes back to the client as a 503 at
+once: it is not spilled onto the next runner, which would hand a noisy tenant the share of
+every runner in turn.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from pydantic import ValidationError
 from runner.contract.execute import ExecuteRequest, ExecuteResponse, RunnerError
 from service.gateway.loopbound import PerLoop
 from service.gateway.rendezvous import rank
-from service.gateway.transport import RunnerTimeout, RunnerUnavailable
+from service.gateway.transport import RunnersDown, RunnerTimeout, RunnerUnavailable
 
 log = logging.getLogger("extgate.gateway.runner")
 
@@ -114,7 +119,7 @@ class HttpRunnerTransport:
             return result
         if overloaded is not None:
             return overloaded  # every runner is busy: the gateway answers 503 + retry-after
-        raise RunnerUnavailable("all_runners_down")
+        raise RunnersDown("all_runners_down")
 
     async def aclose(self) -> None:
         await self._clients.aclose_current()

@@ -27,4 +27,5 @@ class CedarAuthorizer:
             reasons=decision.reasons,
             revision=decision.revision,
             errors=decision.errors,
+            inputs=decision.inputs,
         )

@@ -9,9 +9,10 @@ policy id wherever they can.
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +20,7 @@ import cedarpy
 
 from service.policy.model import ACTION_TYPE, INSTALL_TYPE, PolicyInfo
 from service.policy.source import BundleError, BundleSource, Problem
-from service.policy.textscan import find_id_line, split_statements
+from service.policy.textscan import find_enum_types, find_id_line, find_reference_line, split_statements
 
 
 def _first_line(message: str) -> str:
@@ -101,16 +102,53 @@ def parse_policy_file(name: str, text: str) -> tuple[list[PolicyInfo], list[Prob
     return infos, problems
 
 
-def validate_file(name: str, text: str, schema: cedarpy.Schema) -> list[Problem]:
+# Cedar's words for a reference to an id an enumerated entity type does not declare.
+_ENUM_ERROR_RE = re.compile(
+    r'entity `(?P<type>[^`]+?)::"(?P<eid>(?:[^"\\]|\\.)*)"` is of an enumerated entity type'
+)
+
+
+def _enum_problem(
+    name: str, text: str, pid: str | None, message: str, enums: Mapping[str, tuple[str, ...]]
+) -> Problem | None:
+    """`rbac.cedar:12: [rbac.write] unknown role "edtor" (ExtGate::Role is an enumeration: viewer, ...)`:
+    the line that names the undeclared id, not only the policy's."""
+    match = _ENUM_ERROR_RE.search(message)
+    if match is None:
+        return None
+    etype, eid = match.group("type"), match.group("eid")
+    what = "role" if etype.split("::")[-1] == "Role" else etype
+    valid = enums.get(etype)
+    listing = f": {', '.join(valid)}" if valid else ""
+    line = (find_reference_line(text, pid, etype, eid) or find_id_line(text, pid)) if pid else None
+    return Problem(name, f'unknown {what} "{eid}" ({etype} is an enumeration{listing})', line, pid)
+
+
+def schema_enums(source: BundleSource) -> dict[str, tuple[str, ...]]:
+    """Enumerated entity types of the bundle's schema files (for messages only)."""
+    enums: dict[str, tuple[str, ...]] = {}
+    for schema_name in source.schema_files:
+        enums.update(find_enum_types(source.files[schema_name]))
+    return enums
+
+
+def validate_file(
+    name: str, text: str, schema: cedarpy.Schema, enums: Mapping[str, tuple[str, ...]] | None = None
+) -> list[Problem]:
+    """Problems of one policy file against the schema. `enums` (type -> declared ids) words
+    the message for an undeclared id of an enumerated type, such as a misspelt role."""
     result = cedarpy.validate_policies(text, schema)
     if result.validation_passed:
         return []
     by_positional = result.id_annotations_by_policy_id
-    problems = []
+    problems: list[Problem] = []
     for error in result.errors:
         pid = by_positional.get(error.policy_id) or None
-        line = find_id_line(text, pid) if pid else None
-        problems.append(Problem(name, error.error, line, pid))
+        problem = _enum_problem(name, text, pid, error.error, enums or {})
+        if problem is None:
+            problem = Problem(name, error.error, find_id_line(text, pid) if pid else None, pid)
+        if problem not in problems:
+            problems.append(problem)
     return problems
 
 
@@ -287,6 +325,7 @@ def check(source: BundleSource) -> tuple[Bundle | None, list[Problem]]:
     if not source.policy_files:
         problems.append(Problem("<bundle>", "no policy files (*.cedar) found"))
     infos: dict[str, PolicyInfo] = {}
+    enums = schema_enums(source) if schema is not None else {}
     for name in source.policy_files:
         text = source.files[name]
         file_infos, file_problems = parse_policy_file(name, text)
@@ -298,7 +337,7 @@ def check(source: BundleSource) -> tuple[Bundle | None, list[Problem]]:
             else:
                 infos[info.id] = info
         if schema is not None and not file_problems:
-            problems.extend(validate_file(name, text, schema))
+            problems.extend(validate_file(name, text, schema, enums))
     if problems or schema is None:
         return None, problems
     try:

@@ -8,13 +8,18 @@ Any evaluation error, or an answer that is neither Allow nor Deny, is a deny.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
+import time
 from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
 import cedarpy
 
+from audit.canonical import canonical_json
 from service.auth.principal import Principal
 from service.policy import cedar_call
 from service.policy.bundle import Bundle
@@ -34,6 +39,7 @@ from service.policy.model import (
     WRITE,
     DebugCounts,
     Decision,
+    DecisionInputs,
     EndpointMatch,
     EntityRef,
     InstallFacts,
@@ -54,16 +60,43 @@ def invoke_action(http_method: str) -> str:
     return READ if http_method.upper() in SAFE_METHODS else WRITE
 
 
-def invoke_context(http_method: str, endpoint: EndpointMatch, path: str = "") -> dict[str, Any]:
+def epoch_minute(now: datetime | None = None) -> int:
+    """Whole minutes since 1970-01-01T00:00Z at `now` (default: the current time).
+
+    A naive `now` is taken as UTC."""
+    if now is None:
+        return int(time.time() // 60)
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=UTC)
+    return int(now.timestamp() // 60)
+
+
+def time_context(now: datetime | None = None) -> dict[str, Any]:
+    """The context's `time` record: `now` (default: the current time) in UTC, truncated to
+    the whole minute, with its hour, minute and ISO day of the week (1 = Monday ... 7 = Sunday)."""
+    at = datetime.fromtimestamp(epoch_minute(now) * 60, UTC)
+    stamp = f"{at.year:04d}-{at.month:02d}-{at.day:02d}T{at.hour:02d}:{at.minute:02d}:00Z"
+    return {
+        "datetime": {"__extn": {"fn": "datetime", "arg": stamp}},
+        "hour": at.hour,
+        "minute": at.minute,
+        "dayOfWeek": at.isoweekday(),
+    }
+
+
+def invoke_context(
+    http_method: str, endpoint: EndpointMatch, path: str = "", *, now: datetime | None = None
+) -> dict[str, Any]:
     return {
         "method": http_method.upper(),
         "path": path,
         "endpointDeclared": bool(endpoint.declared),
         "endpointTemplate": (endpoint.template or "") if endpoint.declared else "",
+        "time": time_context(now),
     }
 
 
-def debug_context(counts: DebugCounts, justification: str | None) -> dict[str, Any]:
+def debug_context(counts: DebugCounts, justification: str | None, *, now: datetime | None = None) -> dict[str, Any]:
     text = (justification or "").strip()
     return {
         "tenantSessions": int(counts.tenant_sessions),
@@ -72,6 +105,7 @@ def debug_context(counts: DebugCounts, justification: str | None) -> dict[str, A
         "streamSessionLimit": int(counts.stream_limit),
         "justification": text,
         "justificationLength": len(text),
+        "time": time_context(now),
     }
 
 
@@ -103,6 +137,23 @@ class _BoundedCache(Generic[V]):
 MEMO_MAX_PATH = 512
 
 
+@dataclass(frozen=True, slots=True)
+class EntitySnapshot:
+    """The entities of one decision key: canonical JSON bytes, their digest, and the
+    schema-validated handle parsed from exactly those bytes (or why they do not fit)."""
+
+    digest: str  # "sha256:<hex>" of `data`
+    data: bytes
+    handle: cedarpy.Entities | None
+    error: str | None = None
+
+
+def snapshot_bytes(entities: list[dict[str, Any]]) -> tuple[bytes, str]:
+    """Canonical JSON of an entity list and its "sha256:<hex>" digest."""
+    data = canonical_json(entities)
+    return data, "sha256:" + hashlib.sha256(data).hexdigest()
+
+
 class PolicyEngine:
     """Decisions for one bundle."""
 
@@ -112,7 +163,9 @@ class PolicyEngine:
         self._schema = bundle.schema
         self._reasons = {pid: info.reason for pid, info in bundle.policies.items()}
         self._effects = {pid: info.effect for pid, info in bundle.policies.items()}
-        self._cache: _BoundedCache[cedarpy.Entities] = _BoundedCache(entity_cache_size)
+        # Per decision key: the entities' canonical bytes, digest and parsed handle, built
+        # once per entry (the digest is what decision records name).
+        self._cache: _BoundedCache[EntitySnapshot] = _BoundedCache(entity_cache_size)
         # Invoke decisions by their complete input. Cedar evaluation is a pure function of
         # (policies, entities, request); the policies are this engine's own (a reload builds
         # a new engine, and this memo goes with the old one), the entities are a function
@@ -132,8 +185,16 @@ class PolicyEngine:
         except ValueError as exc:
             raise EntitiesError(describe_entity_error(text, self._schema, exc)) from None
 
-    def _cached_entities(self, key: Hashable, build: Callable[[], list[dict[str, Any]]]) -> cedarpy.Entities:
-        return self._cache.get_or_build(key, lambda: self.entities(build()))
+    def snapshot(self, entities: list[dict[str, Any]]) -> EntitySnapshot:
+        """Canonical bytes + digest of `entities`, and their handle (or the schema error)."""
+        data, digest = snapshot_bytes(entities)
+        try:
+            return EntitySnapshot(digest, data, self.entities(data.decode("utf-8")))
+        except EntitiesError as exc:
+            return EntitySnapshot(digest, data, None, str(exc))
+
+    def _cached_entities(self, key: Hashable, build: Callable[[], list[dict[str, Any]]]) -> EntitySnapshot:
+        return self._cache.get_or_build(key, lambda: self.snapshot(build()))
 
     # -- core -------------------------------------------------------------------------
     def _action(self, action: str) -> dict[str, str]:
@@ -152,6 +213,7 @@ class PolicyEngine:
         *,
         sliced: bool = True,
         resource_slug: str | None = None,
+        inputs: DecisionInputs | None = None,
     ) -> Decision:
         """Evaluate one request (already-built entities). Errors => deny.
 
@@ -169,7 +231,7 @@ class PolicyEngine:
             "context": context if isinstance(context, str) else json.dumps(context),
         }
         raw = cedar_call.authorize(request, policies, entities, self._schema)
-        return self._to_decision(action, raw)
+        return self._to_decision(action, raw, inputs)
 
     @property
     def full_policy_set(self) -> cedarpy.PolicySet:
@@ -178,16 +240,19 @@ class PolicyEngine:
             self._full_set = self.bundle.policy_set()
         return self._full_set
 
-    def _to_decision(self, action: str, raw: cedar_call.RawResult) -> Decision:
+    def _to_decision(
+        self, action: str, raw: cedar_call.RawResult, inputs: DecisionInputs | None = None
+    ) -> Decision:
         reasons = self._reasons
         if not raw.errors and raw.decision in ("Allow", "Deny"):
             ids = tuple(sorted(raw.reasons))
-            return Decision(raw.decision == "Allow", action, ids, tuple(reasons.get(i, "") for i in ids), self.revision)
+            return Decision(raw.decision == "Allow", action, ids, tuple(reasons.get(i, "") for i in ids), self.revision,
+                            (), inputs)
         forbids = tuple(sorted(i for i in raw.reasons if self._effects.get(i) == "forbid"))
         ids = forbids or (EVALUATION_ERROR_ID,)
         texts = tuple(reasons.get(i, EVALUATION_ERROR_REASON) for i in ids)
         errors = tuple(raw.errors) or (f"no decision ({raw.decision})",)
-        return Decision(False, action, ids, texts, self.revision, errors)
+        return Decision(False, action, ids, texts, self.revision, errors, inputs)
 
     # -- domain decisions ------------------------------------------------------------
     def _decide_for(
@@ -200,11 +265,13 @@ class PolicyEngine:
         context: dict[str, Any] | str,
         resource_slug: str | None = None,
     ) -> Decision:
-        try:
-            entities = self._cached_entities(key, build)
-        except EntitiesError as exc:  # the bundle's schema does not fit our facts: deny
-            return self._to_decision(action, cedar_call.RawResult("NoDecision", [], [str(exc)]))
-        return self.decide(principal, action, resource, context, entities, resource_slug=resource_slug)
+        snap = self._cached_entities(key, build)
+        ctx = json.loads(context) if isinstance(context, str) else context
+        inputs = DecisionInputs(principal, action, resource, ctx, snap.digest, snap.data)
+        if snap.handle is None:  # the bundle's schema does not fit our facts: deny
+            return self._to_decision(action, cedar_call.RawResult("NoDecision", [], [str(snap.error)]), inputs)
+        return self.decide(principal, action, resource, context, snap.handle, resource_slug=resource_slug,
+                           inputs=inputs)
 
     def decide_invoke(
         self,
@@ -214,18 +281,26 @@ class PolicyEngine:
         endpoint: EndpointMatch,
         *,
         path: str = "",
+        now: datetime | None = None,
     ) -> Decision:
-        """May `principal` call `http_method` on this install? (`read` for GET/HEAD, else `write`)."""
+        """May `principal` call `http_method` on this install? (`read` for GET/HEAD, else `write`).
+
+        `now`: the clock (default: the current time); the context carries it to the minute."""
         if len(path) > MEMO_MAX_PATH:
-            return self._decide_invoke(principal, install, http_method, endpoint, path)
+            return self._decide_invoke(principal, install, http_method, endpoint, path, now)
+        # The context's time is truncated to the minute, so the minute completes the key.
+        minute = epoch_minute(now)
         key = (principal_key(principal), install, http_method.upper(), endpoint.declared,
-               endpoint.template if endpoint.declared else None, path)
+               endpoint.template if endpoint.declared else None, path, minute)
         return self._invoke_memo.get_or_build(
-            key, lambda: self._decide_invoke(principal, install, http_method, endpoint, path)
+            key,
+            lambda: self._decide_invoke(principal, install, http_method, endpoint, path,
+                                        datetime.fromtimestamp(minute * 60, UTC)),
         )
 
     def _decide_invoke(
-        self, principal: Principal, install: InstallFacts, http_method: str, endpoint: EndpointMatch, path: str
+        self, principal: Principal, install: InstallFacts, http_method: str, endpoint: EndpointMatch, path: str,
+        now: datetime | None = None,
     ) -> Decision:
         return self._decide_for(
             (principal_key(principal), install),
@@ -233,21 +308,22 @@ class PolicyEngine:
             EntityRef(USER_TYPE, principal.subject),
             invoke_action(http_method),
             EntityRef(INSTALL_TYPE, install.install_id),
-            invoke_context(http_method, endpoint, path),
+            invoke_context(http_method, endpoint, path, now=now),
             install.slug,
         )
 
     def decide_debug_view(
-        self, principal: Principal, install: InstallFacts, counts: DebugCounts, justification: str | None = None
+        self, principal: Principal, install: InstallFacts, counts: DebugCounts, justification: str | None = None,
+        *, now: datetime | None = None,
     ) -> Decision:
-        """May `principal` open a debug stream on this install now?"""
+        """May `principal` open a debug stream on this install now? (`now`: the clock, default the current time.)"""
         return self._decide_for(
             (principal_key(principal), install),
             lambda: request_entities(principal, install=install),
             EntityRef(USER_TYPE, principal.subject),
             DEBUG_VIEW,
             EntityRef(INSTALL_TYPE, install.install_id),
-            debug_context(counts, justification),
+            debug_context(counts, justification, now=now),
             install.slug,
         )
 
@@ -273,12 +349,14 @@ class DenyAllEngine:
         return Decision(False, action, (NO_BUNDLE_ID,), (NO_BUNDLE_REASON,), self.revision, ("no active bundle",))
 
     def decide_invoke(
-        self, principal: Principal, install: InstallFacts, http_method: str, endpoint: EndpointMatch, *, path: str = ""
+        self, principal: Principal, install: InstallFacts, http_method: str, endpoint: EndpointMatch, *, path: str = "",
+        now: datetime | None = None,
     ) -> Decision:
         return self._deny(invoke_action(http_method))
 
     def decide_debug_view(
-        self, principal: Principal, install: InstallFacts, counts: DebugCounts, justification: str | None = None
+        self, principal: Principal, install: InstallFacts, counts: DebugCounts, justification: str | None = None,
+        *, now: datetime | None = None,
     ) -> Decision:
         return self._deny(DEBUG_VIEW)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from service.auth.principal import Principal
+from service.auth.principal import KNOWN_ROLES, Principal
 from service.policy.model import (
     INSTALL_TYPE,
     PLATFORM_ID,
@@ -35,8 +35,14 @@ def platform_entity() -> dict[str, Any]:
 
 
 def principal_entities(principal: Principal) -> list[dict[str, Any]]:
-    """The user (its roles as parents), its roles and its tenant."""
-    roles = sorted(principal.roles)
+    """The user (its roles as parents), its roles and its tenant.
+
+    Only KNOWN_ROLES become Role entities (the schema declares Role as an enumeration of
+    exactly those): any other role is dropped, as token parsing does. Dropping one cannot
+    widen access, since no valid policy can name it. A bundle whose enumeration lacks a
+    known role makes these entities fail its schema: every decision is then a deny with an
+    error (and the reload smoke test rejects such a bundle)."""
+    roles = sorted(principal.roles & KNOWN_ROLES)
     user = {
         "uid": {"type": USER_TYPE, "id": principal.subject},
         "attrs": {"tenant": _ref(TENANT_TYPE, principal.tenant), "userType": principal.user_type},

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import cedarpy
@@ -20,7 +21,7 @@ import cedarpy
 from service.debug.config import DebugSessionSettings
 from service.policy import cedar_call
 from service.policy.bundle import applies
-from service.policy.engine import PolicyEngine
+from service.policy.engine import PolicyEngine, time_context
 from service.policy.model import ACTION_TYPE, Decision, EntityRef, PolicyInfo
 
 _ALL = {"op": "All"}
@@ -217,11 +218,14 @@ def explain(
 _DEBUG_DEFAULTS = DebugSessionSettings.model_construct()
 
 
-def default_context(action: str) -> dict[str, Any]:
-    """A complete context for `action`, so a person asking only states what differs."""
+def default_context(action: str, *, now: datetime | None = None) -> dict[str, Any]:
+    """A complete context for `action`, so a person asking only states what differs.
+
+    `time` is `now` (default: the current time), as the gateway would decide it."""
     if action in ("read", "write"):
         method = "GET" if action == "read" else "POST"
-        return {"method": method, "path": "/", "endpointDeclared": True, "endpointTemplate": "/"}
+        return {"method": method, "path": "/", "endpointDeclared": True, "endpointTemplate": "/",
+                "time": time_context(now)}
     if action == "debug.view":
         return {
             "tenantSessions": 0,
@@ -230,8 +234,18 @@ def default_context(action: str) -> dict[str, Any]:
             "streamSessionLimit": _DEBUG_DEFAULTS.max_viewers_per_stream,
             "justification": "",
             "justificationLength": 0,
+            "time": time_context(now),
         }
     return {}
+
+
+def _given_time(value: str) -> dict[str, Any]:
+    """`"time": "2026-12-05T10:00:00Z"` stands for the whole record at that instant."""
+    try:
+        at = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"context time {value!r} is not an ISO 8601 date and time") from None
+    return time_context(at)
 
 
 def explain_request(
@@ -244,8 +258,10 @@ def explain_request(
 ) -> Explanation:
     """Explain a request given as people type it (`acme-viewer`, `read`, `acme-crm`).
 
-    Missing context keys get defaults; without `entities`, every entities file of the
-    bundle's tests is used. Raises ValueError (UidError, EntitiesError) on bad input.
+    Missing context keys get defaults (`time`: now; a `time` given as an ISO 8601 string,
+    e.g. "2026-12-05T10:00:00Z", stands for the whole record at that instant); without
+    `entities`, every entities file of the bundle's tests is used. Raises ValueError
+    (UidError, EntitiesError) on bad input.
     """
     from service.policy.testing import load_test_documents
     from service.policy.uids import parse_action, parse_uid
@@ -255,6 +271,8 @@ def explain_request(
     r = parse_uid(resource, default_type="Install")
     given = context or {}
     ctx = {**default_context(a), **given}
+    if isinstance(given.get("time"), str) and "time" in ctx:
+        ctx["time"] = _given_time(given["time"])
     if "justification" in given and "justificationLength" not in given:
         ctx["justificationLength"] = len(str(given["justification"]))
     if entities is None:

@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from audit.canonical import canonical_json
+from audit.records import blob_digest
+
 NAMESPACE = "ExtGate"
 USER_TYPE = f"{NAMESPACE}::User"
 ROLE_TYPE = f"{NAMESPACE}::Role"
@@ -72,13 +75,57 @@ class EntityRef:
         return f'{self.type}::"{escaped}"'
 
 
+#: Context strings longer than this make the recorded context a blob (audit details cap strings).
+RECORD_MAX_CONTEXT_STRING = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionInputs:
+    """What a decision was made on: the request and the entity snapshot.
+
+    `entities` are the canonical JSON bytes of the entities the engine evaluated (exactly
+    what it parsed), `entities_digest` their "sha256:<hex>". Together with the bundle
+    revision they determine the decision (Cedar evaluation is a pure function), so a
+    recorded decision can be explained exactly, later, as it was made.
+    """
+
+    principal: EntityRef
+    action: str
+    resource: EntityRef
+    context: dict[str, Any]
+    entities_digest: str
+    entities: bytes = field(repr=False)
+
+    def record(self) -> tuple[dict[str, Any], dict[str, bytes]]:
+        """(`details["decision"]` of the audit record, attachments by digest).
+
+        The context is inline unless one of its strings is too long for audit details
+        (strings there are capped): then it is a blob too, named by `context_digest`."""
+        out: dict[str, Any] = {
+            "principal": self.principal.to_json(),
+            "action": self.action,
+            "resource": self.resource.to_json(),
+            "entities": self.entities_digest,
+        }
+        attachments = {self.entities_digest: self.entities}
+        if any(isinstance(v, str) and len(v) > RECORD_MAX_CONTEXT_STRING for v in self.context.values()):
+            data = canonical_json(self.context)
+            digest = blob_digest(data)
+            out["context_digest"] = digest
+            attachments[digest] = data
+        else:
+            out["context"] = self.context
+        return out, attachments
+
+
 @dataclass(frozen=True, slots=True)
 class Decision:
     """One authorization decision.
 
     `policy_ids` are the determining policies (permits on allow, forbids on deny; empty
     on a default deny), `reasons` their `@reason` texts in the same order, `revision` the
-    active bundle's content hash. Any evaluation error makes the decision a deny.
+    active bundle's content hash, `inputs` the request and entity snapshot it was decided
+    on. Any evaluation error makes the decision a deny.
     """
 
     allowed: bool
@@ -87,6 +134,8 @@ class Decision:
     reasons: tuple[str, ...]
     revision: str
     errors: tuple[str, ...] = ()
+    # What it was decided on (None when no engine evaluated it, e.g. no active bundle).
+    inputs: DecisionInputs | None = field(default=None, compare=False, repr=False)
 
     @property
     def endpoint_not_found(self) -> bool:

@@ -1,11 +1,11 @@
 """Where activated bundles and the active pointer live, shared by every process.
 
 On disk (`<data_dir>/policy/`): `bundles/<hex>.json` (the files of each activated
-bundle), `state.json` (active revision, history, last error, last directory revision)
-and a lock file. Writers take an exclusive `flock`; files are replaced atomically.
-Every replica and the CLI see the same state; replicas adopt a new active revision by
-polling `state.json` (see `PolicyService.sync`). Without a directory the store lives
-in memory (tests, one-off CLI checks).
+bundle; never pruned, so any recorded decision's revision can be loaded), `state.json`
+(active revision, history, last error, last directory revision) and a lock file.
+Writers take an exclusive `flock`; files are replaced atomically. Every replica and the
+CLI see the same state; replicas adopt a new active revision by polling `state.json`
+(see `PolicyService.sync`). Without a directory the store lives in memory (tests, one-off CLI checks).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from service.policy.source import BundleSource
 class HistoryEntry:
     revision: str
     activated_at: float
-    via: str  # "reload" | "rollback" | "startup"
+    via: str  # "bootstrap" | "reload" | "rollback" (older stores: "startup")
     actor: str | None = None
 
 
@@ -54,6 +54,10 @@ class RevisionNotFound(LookupError):
     pass
 
 
+class StoreBusy(RuntimeError):
+    """Another writer (thread or process) holds the store's lock."""
+
+
 class BundleStore:
     def __init__(self, root: Path | None, *, keep: int = 10) -> None:
         self.root = root
@@ -77,6 +81,27 @@ class BundleStore:
                     yield
                 finally:
                     fcntl.flock(fh, fcntl.LOCK_UN)
+
+    @contextlib.contextmanager
+    def try_locked(self) -> Iterator[None]:
+        """Like `locked`, but raise StoreBusy instead of waiting for another writer."""
+        if not self._thread_lock.acquire(blocking=False):
+            raise StoreBusy("the policy store is locked by another activation")
+        try:
+            if self.root is None:
+                yield
+                return
+            with open(self.root / ".lock", "a+") as fh:
+                try:
+                    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    raise StoreBusy("the policy store is locked by another process") from None
+                try:
+                    yield
+                finally:
+                    fcntl.flock(fh, fcntl.LOCK_UN)
+        finally:
+            self._thread_lock.release()
 
     def state_stamp(self) -> float | None:
         """Cheap change detector for replicas (mtime of state.json)."""
@@ -144,9 +169,11 @@ class BundleStore:
                 kept.append(entry.revision)
         keep = set(kept[: self.keep + 1])  # the active one plus N previous
         state.history = [h for h in state.history if h.revision in keep][: 10 * (self.keep + 1)]
-        for rev in self.revisions():
-            if rev not in keep:
-                self._delete(rev)
+        # Bundle files are never deleted: every activated revision stays loadable, because
+        # audit records name the revision each decision was made with and
+        # `extgate policy explain --request-id` re-evaluates with exactly that revision.
+        # They are small text files, created only by audited activations. `keep` bounds
+        # the history in state.json, not the files.
 
     def _delete(self, revision: str) -> None:
         key = revision.removeprefix("sha256:")

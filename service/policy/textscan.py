@@ -63,3 +63,56 @@ def find_id_line(text: str, policy_id: str) -> int | None:
         if match.group(1) == policy_id:
             return text.count("\n", 0, match.start()) + 1
     return None
+
+
+_SCHEMA_TOKEN_RE = re.compile(
+    r'"(?:[^"\\]|\\.)*"'  # a string (skipped)
+    r"|//[^\n]*"  # a comment (skipped)
+    r"|\bnamespace\s+(?P<ns>[A-Za-z_][\w:]*)\s*\{"
+    r"|\bentity\s+(?P<names>[A-Za-z_][\w\s,]*?)\s+enum\s*\[(?P<values>[^\]]*)\]"
+    r"|(?P<brace>[{}])"
+)
+_STRING_RE = re.compile(r'"((?:[^"\\]|\\.)*)"')
+
+
+def find_enum_types(schema_text: str) -> dict[str, tuple[str, ...]]:
+    """Enumerated entity types of a Cedar schema (human syntax): qualified name -> ids, in order.
+
+    A scan, not a parser: cedarpy offers no schema introspection. It is used to word
+    messages, never to decide anything; a declaration it misses only loses the list of
+    valid ids from a message."""
+    enums: dict[str, tuple[str, ...]] = {}
+    namespaces: list[tuple[str, int]] = []  # (name, brace depth inside it)
+    depth = 0
+    for match in _SCHEMA_TOKEN_RE.finditer(schema_text):
+        if match.group("ns"):
+            depth += 1
+            namespaces.append((match.group("ns"), depth))
+        elif match.group("names"):
+            prefix = f"{namespaces[-1][0]}::" if namespaces else ""
+            values = tuple(_STRING_RE.findall(match.group("values")))
+            for name in match.group("names").split(","):
+                if name.strip():
+                    enums[prefix + name.strip()] = values
+        elif match.group("brace") == "{":
+            depth += 1
+        elif match.group("brace") == "}":
+            if namespaces and namespaces[-1][1] == depth:
+                namespaces.pop()
+            depth -= 1
+    return enums
+
+
+def find_reference_line(text: str, policy_id: str, entity_type: str, entity_id: str) -> int | None:
+    """The line where the policy `policy_id` first names `Type::"id"` (the type's last
+    segment suffices: a policy may write it qualified or not), or None."""
+    starts = list(re.finditer(_ID_RE, text))
+    for index, match in enumerate(starts):
+        if match.group(1) != policy_id:
+            continue
+        end = starts[index + 1].start() if index + 1 < len(starts) else len(text)
+        name = re.escape(entity_type.split("::")[-1])
+        ref = re.compile(rf'\b{name}\s*::\s*"{re.escape(entity_id)}"')
+        found = ref.search(text, match.end(), end)
+        return text.count("\n", 0, found.start()) + 1 if found else None
+    return None

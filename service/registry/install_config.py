@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from sqlmodel import Session
@@ -44,9 +45,16 @@ def validate_config(values: Any) -> dict[str, str]:
 
 
 def set_config(
-    db: Database, tenant_id: str, install_id: str, values: Any, *, expected_version: str | None = None
+    db: Database,
+    tenant_id: str,
+    install_id: str,
+    values: Any,
+    *,
+    expected_version: str | None = None,
+    on_write: Callable[[Session, InstallConfig | None], None] | None = None,
 ) -> InstallConfig:
-    """Replace the whole map. With `expected_version`, refuse if someone wrote in between."""
+    """Replace the whole map. With `expected_version`, refuse if someone wrote in between.
+    `on_write` runs in the write's transaction (see `compare_and_set`)."""
     clean = validate_config(values)
 
     def compute(session: Session, current: InstallConfig | None) -> dict[str, Any]:
@@ -64,7 +72,7 @@ def set_config(
             fields |= {"install_id": install_id, "tenant_id": tenant_id, "revision": 1}
         return fields
 
-    row = compare_and_set(db, InstallConfig, install_id, compute)
+    row = compare_and_set(db, InstallConfig, install_id, compute, on_write=on_write)
     assert row is not None
     return row
 

@@ -9,6 +9,7 @@ newest key (and a new version, so runner caches drop the old plaintext).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,11 +22,14 @@ from service.errors import Conflict, InvalidInput
 from service.registry.installs import get_install
 from service.registry.versioned_rows import compare_and_set
 
+# Runs in the write's transaction (its audit record); raising rolls the write back.
+OnWrite = Callable[[Session, InstallSecrets | None], None]
+
 KEY_RE = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 MAX_KEYS = 128
 MAX_VALUE_BYTES = 16 * 1024
 
-_UNSET: Any = object()
+UNSET: Any = object()  # "not given" (None means "no expiry")
 
 
 def validate_changes(changes: Any) -> dict[str, str | None]:
@@ -84,11 +88,13 @@ def set_secrets(
     install_id: str,
     changes: Any,
     *,
-    expires_at: datetime | None = _UNSET,
+    expires_at: datetime | None = UNSET,
+    on_write: OnWrite | None = None,
 ) -> InstallSecrets | None:
-    """Merge `changes` into the install's secrets. Returns None when the result is empty."""
+    """Merge `changes` into the install's secrets. Returns None when the result is empty.
+    `on_write` runs in the write's transaction (see `compare_and_set`)."""
     clean = validate_changes(changes)
-    if expires_at is not _UNSET and expires_at is not None:
+    if expires_at is not UNSET and expires_at is not None:
         if expires_at.tzinfo is None:
             expires_at = expires_at.replace(tzinfo=UTC)
         if expires_at <= datetime.now(UTC):
@@ -106,16 +112,18 @@ def set_secrets(
             return None
         if len(values) > MAX_KEYS:
             raise InvalidInput(f"at most {MAX_KEYS} secrets per install", code="invalid_secrets")
-        expiry = (current.expires_at if current else None) if expires_at is _UNSET else expires_at
+        expiry = (current.expires_at if current else None) if expires_at is UNSET else expires_at
         fields = _sealed_fields(values, keyring, tenant_id, install_id, expiry)
         if current is None:
             fields |= {"install_id": install_id, "tenant_id": tenant_id, "revision": 1}
         return fields
 
-    return compare_and_set(db, InstallSecrets, install_id, compute)
+    return compare_and_set(db, InstallSecrets, install_id, compute, on_write=on_write)
 
 
-def rotate_secrets(db: Database, keyring: Keyring, tenant_id: str, install_id: str) -> InstallSecrets | None:
+def rotate_secrets(
+    db: Database, keyring: Keyring, tenant_id: str, install_id: str, *, on_write: OnWrite | None = None
+) -> InstallSecrets | None:
     """Re-seal the current values under the keyring's active key (new version id)."""
 
     def compute(session: Session, current: InstallSecrets | None) -> dict[str, Any] | None:
@@ -124,19 +132,16 @@ def rotate_secrets(db: Database, keyring: Keyring, tenant_id: str, install_id: s
             return None
         return _sealed_fields(_open_current(current, keyring), keyring, tenant_id, install_id, current.expires_at)
 
-    return compare_and_set(db, InstallSecrets, install_id, compute)
+    return compare_and_set(db, InstallSecrets, install_id, compute, on_write=on_write)
 
 
-def rotate_all(db: Database, keyring: Keyring) -> list[tuple[str, str]]:
-    """Re-seal every install whose envelope is not under the active key. Returns (tenant, install) pairs."""
+def stale_installs(db: Database, keyring: Keyring) -> list[tuple[str, str]]:
+    """(tenant, install) of every envelope not sealed with the keyring's active key."""
     with db.session() as session:
-        stale = [
+        return [
             (row.tenant_id, row.install_id)
             for row in session.exec(select(InstallSecrets).where(InstallSecrets.key_id != keyring.active_key_id))
         ]
-    for tenant_id, install_id in stale:
-        rotate_secrets(db, keyring, tenant_id, install_id)
-    return stale
 
 
 def get_secrets_meta(session: Session, tenant_id: str, install_id: str) -> InstallSecrets | None:

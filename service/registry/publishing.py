@@ -96,7 +96,12 @@ def publish_bundle(
     signature: str | None,
     signature_policy: SignaturePolicy,
     validate_component: ComponentValidator | None,
+    on_created: Callable[[Session, PublishResult], None] | None = None,
 ) -> PublishResult:
+    """Validate, precompile and store a bundle, then register it. `on_created(session,
+    result)` runs in the registering transaction (its audit record): raising rolls the
+    registration back (the content-addressed archive may stay in the store, unreferenced).
+    Republishing identical bytes changes nothing and does not call it."""
     manifest = bundle.manifest
     signer = _check_signature(bundle, signature, signature_policy)
     slug = slug_for(manifest.publisher, manifest.name)
@@ -141,9 +146,12 @@ def publish_bundle(
                 signer_key_id=signer,
             )
             session.add(row)
-            return PublishResult(
+            result = PublishResult(
                 ext.id, ext.slug, version.id, version.version, row.content_hash, row.size_bytes, signer, True
             )
+            if on_created is not None:
+                on_created(session, result)
+            return result
     except IntegrityError:
         # A concurrent publish of the same version won the race: answer as if it came first.
         with db.session() as session:

@@ -27,8 +27,13 @@ def compare_and_set(
     model: type[Row],
     key: str,
     compute: Callable[[Session, Row | None], dict[str, Any] | None],
+    *,
+    on_write: Callable[[Session, Row | None], None] | None = None,
 ) -> Row | None:
-    """Apply `compute(session, current_row) -> new column values` (None = delete the row)."""
+    """Apply `compute(session, current_row) -> new column values` (None = delete the row).
+
+    `on_write(session, new_row)` runs in the same transaction after a successful write
+    (its audit record); if it raises, the write is rolled back."""
     table = model.__table__  # type: ignore[attr-defined]
     for _ in range(MAX_ATTEMPTS):
         try:
@@ -41,6 +46,8 @@ def compare_and_set(
                     row = model(**values)
                     session.add(row)
                     session.flush()
+                    if on_write is not None:
+                        on_write(session, row)
                     return row
                 revision = current.revision  # type: ignore[attr-defined]
                 if values is None:
@@ -55,7 +62,10 @@ def compare_and_set(
                     )
                 if result.rowcount == 1:  # type: ignore[attr-defined]
                     session.expire_all()
-                    return session.get(model, key) if values is not None else None
+                    written = session.get(model, key) if values is not None else None
+                    if on_write is not None:
+                        on_write(session, written)
+                    return written
         except IntegrityError:
             continue  # a concurrent first insert; retry as an update
     raise Conflict("too many concurrent writes to this install; retry", code="concurrent_update")

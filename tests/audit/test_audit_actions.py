@@ -70,3 +70,17 @@ def test_debug_session_end_reason_validated() -> None:
         )
     rejected = actions.policy_event(actions.POLICY_REJECTED, outcome="rejected", revision="r2", errors=["parse error"])
     assert json.loads(rejected.encode(4))["actor"]["type"] == "system"
+
+
+def test_every_action_the_service_writes_is_named_in_audit_actions() -> None:
+    """One vocabulary: record action names written as literals in service/ are declared in
+    audit/actions.py."""
+    import re
+    from pathlib import Path
+
+    declared = {v for k, v in vars(actions).items() if k.isupper() and isinstance(v, str) and "." in v}
+    root = Path(__file__).resolve().parents[2] / "service"
+    written = set()
+    for path in root.rglob("*.py"):
+        written |= set(re.findall(r'AuditEvent\(\s*action="([a-z_.]+)"', path.read_text()))
+    assert written and written <= declared, written - declared

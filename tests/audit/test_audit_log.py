@@ -342,6 +342,9 @@ def test_postgres_app_role_insert_select_only(postgres_url: str) -> None:
     try:
         log = SqlAuditLog(app)
         assert log.append(event(0)) == 0
+        from audit.records import blob_digest
+
+        assert log.append(event(1, attachments={blob_digest(b"[]"): b"[]"})) == 1  # INSERT on audit_blob
         log.close(final_checkpoint=False)
         for stmt in (
             "UPDATE audit_record SET outcome = 'x'",
@@ -355,7 +358,7 @@ def test_postgres_app_role_insert_select_only(postgres_url: str) -> None:
         app.dispose()
         with admin.begin() as conn:
             conn.exec_driver_sql(f"ALTER TABLE audit_record OWNER TO {sa.engine.make_url(postgres_url).username}")
-            for table in ("audit_head", "audit_checkpoint", "audit_key"):
+            for table in ("audit_head", "audit_checkpoint", "audit_key", "audit_blob"):
                 conn.exec_driver_sql(f"ALTER TABLE {table} OWNER TO {sa.engine.make_url(postgres_url).username}")
             conn.exec_driver_sql(f"DROP OWNED BY {role}, extgate_auditor")
             conn.exec_driver_sql(f"DROP ROLE {role}")

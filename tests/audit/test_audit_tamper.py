@@ -175,8 +175,39 @@ def test_forged_checkpoint(log: SqlAuditLog, tmp_path: Path) -> None:
             {"s": size, "r": root, "n": note},
         )
     res = run_verify(log)
+    # Signed by a key we do not trust: no anchor, and no evidence of tampering either (the
+    # records still match every trusted checkpoint). Unverifiable, naming the key.
+    assert res.status == Status.UNVERIFIABLE and res.exit_code == 2 and res.findings == []
+    assert any(attacker.verifier.key_id.hex() in w and "EXTGATE_AUDIT_TRUSTED_KEYS" in w for w in res.warnings)
+    assert res.signed_size == 200
+
+
+def test_forged_checkpoint_over_edited_records_is_still_tampering(log: SqlAuditLog) -> None:
+    new_body, doc = edited_body(log.engine, 220)
+    sql_update(log.engine, "UPDATE audit_record SET body = :b, outcome = :o, leaf_hash = :h WHERE seq = 220",
+               b=new_body, o=doc["outcome"], h=leaf_hash(new_body))
+    res = run_verify(log)
     assert res.status == Status.TAMPERED
-    assert res.first is not None and res.first.kind == Kind.BAD_SIGNATURE and res.first.seq == 250
+
+
+def test_rotated_signing_key_not_trusted_is_a_configuration_error(
+    make_log: LogFactory, signer: NoteSigner
+) -> None:
+    """Rotating the signing key without trusting the old one is reported as what it is."""
+    old = make_log()
+    old.append_many([event(i) for i in range(10)])
+    old.checkpoint()
+    old.close(final_checkpoint=False)
+    rotated = make_log(signer=NoteSigner(ORIGIN, Ed25519PrivateKey.generate()))
+    rotated.append_many([event(i) for i in range(10, 20)])
+    rotated.checkpoint()
+    anchors = load_checkpoints(rotated.checkpoint_dir) if rotated.checkpoint_dir else []
+    res = verify_log(rotated.engine, verifiers=rotated.verifiers, origin=ORIGIN, external=anchors)
+    assert res.status == Status.UNVERIFIABLE and res.findings == []
+    assert any(signer.verifier.key_id.hex() in w and "not trusted" in w for w in res.warnings), res.warnings
+    trusted = verify_log(rotated.engine, verifiers=[*rotated.verifiers, signer.verifier], origin=ORIGIN,
+                         external=anchors)
+    assert trusted.status == Status.OK, trusted.to_json()
 
 
 def test_checkpoint_row_altered(log: SqlAuditLog) -> None:

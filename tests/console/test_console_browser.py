@@ -167,12 +167,33 @@ def test_a_denials_explanation_names_the_policy(page: Any, console_env: ConsoleE
     expect(panel.locator(".whynot .checks li.fail").first).to_contain_text("principal in")
     screenshot(page, "console-decisions", tmp_path)
 
+    # explained as recorded: the revision and entity snapshot the record names, today's answer second
+    expect(panel.locator(".recorded-revision")).to_contain_text("As decided: rules sha256:")
+    expect(panel.locator(".today")).to_contain_text("Today it would be DENY")
+    expect(panel.locator(".unavailable")).to_have_count(0)
+
     page.locator(f'#decisions-table tr[data-request-id="{undeclared.headers["x-request-id"]}"]').click()
-    expect(panel.locator(".headline")).to_have_text("Denied — forbidden by endpoint.undeclared")
+    expect(panel.locator(".headline")).to_have_text(
+        "Denied — forbidden by endpoint.undeclared: The installed version does not declare this endpoint.")
     expect(panel.locator(".determining")).to_contain_text("The installed version does not declare this endpoint.")
 
     page.locator(f'#decisions-table tr[data-request-id="{allowed.headers["x-request-id"]}"]').click()
     expect(panel.locator(".headline")).to_have_text("Allowed — permitted by rbac.read")
+
+    # a record from before decision records named their snapshot: said so, then today's rules, labelled
+    from audit.records import Actor, AuditEvent
+
+    env.container.audit.append(AuditEvent(
+        action="gateway.decision", outcome="deny", tenant_id="acme", request_id="before-snapshots",
+        actor=Actor("victor-viewer", tenant="acme", roles=("viewer",)),
+        resource=f"install:{env.install_id}/endpoint:POST /echo", policy_ids=(),
+        policy_revision=env.container.policy.revision,
+        details={"method": "POST", "path": "/echo", "extension": env.slug, "reasons": []}))
+    page.click("#dec-search")
+    page.locator('#decisions-table tr[data-request-id="before-snapshots"]').click()
+    expect(panel.locator(".unavailable")).to_contain_text("The exact explanation is unavailable")
+    expect(panel.locator(".today-label")).to_have_text("Re-evaluated with today's rules")
+    expect(panel.locator(".headline")).to_have_text("Denied — no policy permits this request (default deny)")
 
     page.select_option("#dec-outcome", "deny")
     page.click("#dec-search")

@@ -132,7 +132,7 @@ def test_real_guest_stderr_is_masked_and_truncated(tmp_path: Path, compiled_dir:
                                                                     create_tables=True), debug_sink=pub)
     try:
         env = seal({"api_key": "deliberate crash"}, keyring=keyring, tenant_id="t1", install_id="i1", version="v1")
-        resp = runner.execute(make_request(demo_hash, "/crash", providers=[caps.SECRETS_GET],
+        resp = runner.execute(make_request(demo_hash, "/crash", providers=[caps.SECRETS_GET, caps.DEBUG_LOGS],
                                            secret_envelope=env.model_dump(mode="json")))
         assert resp.error == "guest_crash"
         assert pub.flush(5)

@@ -71,11 +71,19 @@ def test_refusals(env) -> None:  # type: ignore[no-untyped-def]
         assert r1.status_code == 200
         assert httpx.get(ticket_url, timeout=10).status_code == 401
     denials = env.audit_records("debug_session.deny")
-    assert {d["tenant"] for d in denials} >= {TENANT, NO_DEBUG_TENANT, OTHER}
+    # in the caller's own log (the platform admin's: the platform log), naming the target
+    assert {d["tenant"] for d in denials} >= {TENANT, NO_DEBUG_TENANT, None}
+    assert OTHER not in {d["tenant"] for d in denials}
+    assert {d["details"].get("target_tenant") for d in denials} >= {OTHER}
     # each denial names the refused call's request id (x-request-id of the 403)
     refused = env.open("viewer")
     assert refused.status_code == 403
     assert refused.headers["x-request-id"] in {d.get("request_id") for d in env.audit_records("debug_session.deny")}
+    # a policy denial names what it was decided on (request + entity snapshot digest)
+    denial = next(d for d in env.audit_records("debug_session.deny")
+                  if d.get("request_id") == refused.headers["x-request-id"])
+    assert denial["details"]["decision"]["action"] == "debug.view"
+    assert denial["details"]["decision"]["entities"].startswith("sha256:")
 
 
 def test_cross_tenant_session_is_audited(env) -> None:  # type: ignore[no-untyped-def]
@@ -85,6 +93,15 @@ def test_cross_tenant_session_is_audited(env) -> None:  # type: ignore[no-untype
     assert start["tenant"] == OTHER and start["details"]["cross_tenant"] is True
     assert start["details"]["justification"] == "incident INC-42 investigation"
     assert start["actor"]["id"] == "root-1"
+    # the start record names what debug.view was decided on; it explains as recorded
+    from service.policy.recorded import explain_recorded
+
+    decision = start["details"]["decision"]
+    assert decision["action"] == "debug.view" and decision["context"]["justification"].startswith("incident")
+    policy = env.container.policy
+    explained = explain_recorded(env.container.audit, policy.store, start, current=policy.engine)
+    assert explained.mismatch is None and explained.explanation is not None
+    assert explained.explanation.decision.allowed and explained.today["decision"] == "allow"
 
 
 def test_max_duration_ends_session_and_is_audited(make_debug_env, redis_url) -> None:  # type: ignore[no-untyped-def]

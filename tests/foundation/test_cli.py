@@ -108,6 +108,7 @@ def test_cli_changes_are_audited(run, tmp_path, monkeypatch):
     """Every CLI write leaves an admin.* record naming the OS account; secret values never
     appear; policy reloads from the CLI are recorded too."""
     import getpass
+    import socket
 
     from sqlalchemy import create_engine, text
 
@@ -142,12 +143,14 @@ def test_cli_changes_are_audited(run, tmp_path, monkeypatch):
                    "admin.install.secrets.write", "admin.install.secrets.rotate", "admin.install.disable",
                    "admin.install.remove"):
         assert action in by_action, (action, sorted(by_action))
-        assert by_action[action]["actor"] == {"id": f"cli:{getpass.getuser()}", "type": "operator", "auth": "cli"}
+        assert by_action[action]["actor"] == {"id": f"cli:{getpass.getuser()}", "type": "operator", "auth": "cli",
+                                              "ip": f"cli:{getpass.getuser()}@{socket.gethostname()}"}
     assert by_action["admin.install.create"]["tenant"] == "acme"
     assert by_action["admin.install.secrets.write"]["details"]["set"] == ["api_key"]
     assert by_action["admin.extension.publish"]["details"]["content_hash"] == pub["content_hash"]
     rejected = [r for r in records if r["action"] == "policy.rejected"]
     assert rejected and rejected[-1]["actor"]["id"] == f"cli:{getpass.getuser()}"
+    assert rejected[-1]["actor"]["ip"] == f"cli:{getpass.getuser()}@{socket.gethostname()}"
     assert rejected[-1]["outcome"] == "rejected"
 
 
@@ -196,3 +199,34 @@ def test_serve_refuses_an_invalid_proxy_list(run, monkeypatch, bad):
     assert body["error"] == "configuration_error"
     assert body["detail"][0]["setting"] == "forwarded_allow_ips"
     assert "is not an IP address or CIDR network" in body["detail"][0]["message"]
+
+
+@pytest.mark.parametrize("missing", ["EXTGATE_SECRET_KEYS", "EXTGATE_AUDIT_SIGNING_KEY"])
+def test_serve_without_a_production_key_is_one_configuration_error(run, monkeypatch, postgres_url, missing):
+    """`extgate serve` on PostgreSQL names the missing key in one line; nothing starts, no traceback."""
+    import base64
+    import os
+
+    import uvicorn
+
+    calls = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append(kw))
+    monkeypatch.setenv("EXTGATE_DATABASE_URL", postgres_url)
+    for var in ("EXTGATE_ALLOW_DEV_KEYS", "EXTGATE_AUDIT_ALLOW_DEV_KEY"):
+        monkeypatch.delenv(var, raising=False)
+    present = {
+        "EXTGATE_SECRET_KEYS": "k1:" + base64.b64encode(os.urandom(32)).decode(),
+        "EXTGATE_JWT_HS256_SECRET": "x" * 48,
+        "EXTGATE_RUNNER_TOKEN": "r" * 32,
+        "EXTGATE_AUDIT_SIGNING_KEY": base64.b64encode(os.urandom(32)).decode(),
+    }
+    for var, value in present.items():
+        monkeypatch.setenv(var, value)
+    monkeypatch.delenv(missing)
+    result = run("serve", ok=False)
+    assert result.exit_code == 2 and calls == []
+    assert "Traceback" not in result.output and len(result.stderr.strip().splitlines()) == 1
+    body = json.loads(result.stderr)
+    assert body["error"] == "configuration_error" and missing in body["detail"]
+    for value in present.values():
+        assert value not in result.stderr

@@ -5,7 +5,9 @@ import threading
 import pytest
 from sqlmodel import select
 
+from audit.records import Actor
 from runner.contract.envelope import Keyring, SecretEnvelope, open_envelope
+from service.commands import Caller, CommandContext, install_data
 from service.db.models import Extension, ExtensionVersion, Install, InstallSecrets
 from service.errors import Conflict, InvalidInput, NotFound
 from service.registry import install_config, install_secrets, installs, publishing
@@ -286,12 +288,15 @@ def test_rotation_reseals_with_newest_key(c, published):
     row = _install(c)
     old = install_secrets.set_secrets(c.db, c.keyring, "t1", row.id, {"api-key": "s3cr3t"})
     c.keyring = Keyring((Keyring.generate("newer").keys[0], *c.keyring.keys))
-    assert install_secrets.rotate_all(c.db, c.keyring) == [("t1", row.id)]
+    ctx, operator = CommandContext(c), Caller(Actor("cli:ops", type="operator"))
+    before = c.audit.size()
+    assert install_data.rotate_all(ctx, operator) == [("t1", row.id)]
     with c.db.session() as s:
         now = s.get(InstallSecrets, row.id)
     assert now.key_id == "newer" and now.version != old.version
     assert _open(c, "t1", row.id) == {"api-key": "s3cr3t"}
-    assert install_secrets.rotate_all(c.db, c.keyring) == []
+    assert c.audit.size() == before + 1  # the rotation's record, committed with it
+    assert install_data.rotate_all(ctx, operator) == []
 
 
 def test_concurrent_secret_merges_lose_nothing(c, published):

@@ -245,15 +245,16 @@ def test_413_eleven_mib_not_read_into_memory(make_env, sqlite_url) -> None:
     assert status == 413 and pulled == 11  # 40 MiB offered, 11 MiB read
 
 
-def test_502_unreachable_runner_has_request_id(make_env, sqlite_url) -> None:
+def test_503_unreachable_runner_has_request_id(make_env, sqlite_url) -> None:
+    # An unreachable runner is an outage (nothing was delivered): 503 with retry-after.
     from tests.gateway.conftest import free_port
 
     env = make_env(sqlite_url, runner_url=f"http://127.0.0.1:{free_port()}")
     env.container.gateway.close()
     env.container.gateway = build_gateway(env.container, GatewaySettings(rate_limit_burst=100))
     r = env.client.get(env.url("/hello"), headers=env.headers("viewer"))
-    body = assert_error(r, 502, "bad_gateway")
-    assert body["detail"] == {"request_id": r.headers["x-request-id"]}
+    body = assert_error(r, 503, "runner_unavailable")
+    assert body["detail"] == {"request_id": r.headers["x-request-id"]} and r.headers["retry-after"] == "1"
 
 
 def test_502_guest_failure_never_leaks_guest_text(make_env, sqlite_url) -> None:

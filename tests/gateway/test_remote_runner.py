@@ -63,11 +63,12 @@ def test_runner_killed_mid_run_then_next_request_recovers(make_env, runners, sql
     assert ok.status_code == 200 and ok.content == b"still here"
 
 
-def test_all_runners_down_is_502(make_env, sqlite_url) -> None:
+def test_all_runners_down_is_503(make_env, sqlite_url) -> None:
     env = make_env(sqlite_url, guest="faults")
     use_runners(env, [f"http://127.0.0.1:{free_port()}", f"http://127.0.0.1:{free_port()}"])
     r = env.client.post(env.url("/echo"), content=b"x", headers=env.headers("editor"))
-    assert r.status_code == 502 and r.json()["detail"]["request_id"] == r.headers["x-request-id"]
+    assert r.status_code == 503 and r.json()["error"] == "runner_unavailable"
+    assert r.json()["detail"]["request_id"] == r.headers["x-request-id"] and r.headers["retry-after"] == "1"
 
 
 def test_wrong_service_credential_is_502_without_runner_text(make_env, runners, sqlite_url) -> None:

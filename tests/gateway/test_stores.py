@@ -7,6 +7,7 @@ import uuid
 
 from service.gateway.idempotency import (
     ClaimState,
+    IdempotencyScope,
     InProcessIdempotencyStore,
     RedisIdempotencyStore,
     StoredResponse,
@@ -47,21 +48,28 @@ def test_redis_token_bucket_is_shared_between_replicas(redis_url) -> None:
 
 
 def _exercise(store: object) -> None:
+    def scope(tenant: str = "t", install: str = "i", principal: str = "alice") -> IdempotencyScope:
+        return IdempotencyScope(tenant, install, principal)
+
     async def run() -> None:
-        fp = fingerprint("POST", "/x", "", b"body")
-        other_fp = fingerprint("POST", "/x", "", b"other")
-        assert (await store.claim("t", "i", "k", fp)).state is ClaimState.CLAIMED  # type: ignore[attr-defined]
-        assert (await store.claim("t", "i", "k", fp)).state is ClaimState.IN_PROGRESS  # type: ignore[attr-defined]
-        await store.complete("t", "i", "k", fp, StoredResponse(201, {"etag": "e"}, b"first"))  # type: ignore[attr-defined]
-        replay = await store.claim("t", "i", "k", fp)  # type: ignore[attr-defined]
+        fp = fingerprint("POST", "/x", "", b"body", "alice")
+        other_fp = fingerprint("POST", "/x", "", b"other", "alice")
+        assert (await store.claim(scope(), "k", fp)).state is ClaimState.CLAIMED  # type: ignore[attr-defined]
+        assert (await store.claim(scope(), "k", fp)).state is ClaimState.IN_PROGRESS  # type: ignore[attr-defined]
+        await store.complete(scope(), "k", fp, StoredResponse(201, {"etag": "e"}, b"first"))  # type: ignore[attr-defined]
+        replay = await store.claim(scope(), "k", fp)  # type: ignore[attr-defined]
         assert replay.state is ClaimState.REPLAY and replay.response == StoredResponse(201, {"etag": "e"}, b"first")
-        assert (await store.claim("t", "i", "k", other_fp)).state is ClaimState.MISMATCH  # type: ignore[attr-defined]
-        # scoped by tenant and install
-        assert (await store.claim("t2", "i", "k", fp)).state is ClaimState.CLAIMED  # type: ignore[attr-defined]
-        assert (await store.claim("t", "i2", "k", fp)).state is ClaimState.CLAIMED  # type: ignore[attr-defined]
+        assert (await store.claim(scope(), "k", other_fp)).state is ClaimState.MISMATCH  # type: ignore[attr-defined]
+        # scoped by tenant, install and principal: another user's identical key is another key
+        assert (await store.claim(scope("t2"), "k", fp)).state is ClaimState.CLAIMED  # type: ignore[attr-defined]
+        assert (await store.claim(scope(install="i2"), "k", fp)).state is ClaimState.CLAIMED  # type: ignore[attr-defined]
+        bob_fp = fingerprint("POST", "/x", "", b"body", "bob")
+        assert bob_fp != fp  # the principal is part of the fingerprint too
+        bob = await store.claim(scope(principal="bob"), "k", bob_fp)  # type: ignore[attr-defined]
+        assert bob.state is ClaimState.CLAIMED
         # a released claim can be taken again
-        await store.release("t2", "i", "k", fp)  # type: ignore[attr-defined]
-        assert (await store.claim("t2", "i", "k", fp)).state is ClaimState.CLAIMED  # type: ignore[attr-defined]
+        await store.release(scope("t2"), "k", fp)  # type: ignore[attr-defined]
+        assert (await store.claim(scope("t2"), "k", fp)).state is ClaimState.CLAIMED  # type: ignore[attr-defined]
         await store.aclose()  # type: ignore[attr-defined]
 
     asyncio.run(run())
@@ -76,7 +84,7 @@ def test_in_process_idempotency_is_bounded() -> None:
 
     async def run() -> None:
         for n in range(50):
-            await store.claim("t", "i", str(n), "fp")
+            await store.claim(IdempotencyScope("t", "i", "p"), str(n), "fp")
 
     asyncio.run(run())
     assert len(store._items) == 5

@@ -114,8 +114,8 @@ def test_reload_rollback_status(policy_copy: Path) -> None:
     status = json.loads(out)
     assert status["active_revision"] == first and status["last_error"]["problems"]
     rbac.write_text(original + "\n// changed\n")
-    code, out = run("reload")
-    assert code == 0 and first not in out
+    code, out = run("reload", "--json")
+    assert code == 0 and json.loads(out)["active_revision"] != first
     code, out = run("diff", "--against", first[7:20])
     assert code == 0
     assert run("rollback", first[7:19])[0] == 0

@@ -3,21 +3,29 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 
 import cedarpy
 
+from service.auth.principal import KNOWN_ROLES, Principal
+from service.authz import AdminAction
 from service.policy import cedar_call
 from service.policy.bundle import Bundle, compile_bundle
-from service.policy.diff import _generated
-from service.policy.engine import MEMO_MAX_PATH, DenyAllEngine, PolicyEngine
+from service.policy.diff import Cell
+from service.policy.engine import MEMO_MAX_PATH, DenyAllEngine, PolicyEngine, time_context
 from service.policy.entities import request_entities
 from service.policy.model import (
+    DEBUG_VIEW,
     ENDPOINT_RULE_ID,
     EVALUATION_ERROR_ID,
     INSTALL_TYPE,
+    READ,
+    SAFE_METHODS,
     USER_TYPE,
+    WRITE,
     DebugCounts,
+    Decision,
     EndpointMatch,
     EntityRef,
     InstallFacts,
@@ -27,8 +35,69 @@ from tests.policy.conftest import install, user
 
 CRM = install("acme", "acme-crm", "cap:debug.logs")
 DECLARED = EndpointMatch(True, "/items/:id")
+
+
+# A fixed sample population through the engine's domain entry points (decide_invoke,
+# decide_debug_view, decide_admin), to compare sliced and unsliced decisions.
+JUSTIFICATION = "incident INC-0001: customer reports errors"
+INVOKE_VARIANTS: tuple[tuple[str, bool], ...] = (
+    ("GET", True), ("HEAD", True), ("GET", False), ("POST", True), ("DELETE", True), ("POST", False),
+)
+DEBUG_VARIANTS: tuple[tuple[str, DebugCounts, str], ...] = (
+    ("under the caps", DebugCounts(0, 5, 0, 3), ""),
+    ("under the caps, with a justification", DebugCounts(0, 5, 0, 3), JUSTIFICATION),
+    ("tenant cap reached", DebugCounts(5, 5, 0, 3), JUSTIFICATION),
+    ("stream cap reached", DebugCounts(0, 5, 3, 3), JUSTIFICATION),
+)
+Decider = Callable[[PolicyEngine], Decision]
+
+
+def _generated() -> Iterator[tuple[Cell, Decider]]:
+    """Tenants t1/t2 (and platform users), one user per role and one without, enabled,
+    disabled and debug-enabled installs, the invoke and debug variants, every admin action."""
+    tenants = ("t1", "t2")
+    sets: list[frozenset[str]] = [frozenset()] + [frozenset({r}) for r in sorted(KNOWN_ROLES)]
+    principals = [Principal(subject=f"{'+'.join(sorted(rs)) or 'norole'}@{t}", tenant=t, roles=rs)
+                  for t in (*tenants, "platform") for rs in sets]
+    installs = []
+    for t in tenants:
+        installs.append(InstallFacts(t, f"{t}-debug", "ext", "pub.ext", frozenset({"cap:debug.logs"}), True))
+        installs.append(InstallFacts(t, f"{t}-plain", "ext", "pub.ext", frozenset(), True))
+        installs.append(InstallFacts(t, f"{t}-disabled", "ext", "pub.ext", frozenset({"cap:debug.logs"}), False))
+    admin_actions = tuple(a.value for a in AdminAction)
+    for p in principals:
+        who = f"{'+'.join(sorted(p.roles)) or 'no role'} of {p.tenant}"
+        for inst in installs:
+            what = f"install {inst.install_id}"
+            for method, declared in INVOKE_VARIANTS:
+                circ = f"{method} {'declared' if declared else 'undeclared'} endpoint"
+                action = READ if method in SAFE_METHODS else WRITE
+                match = EndpointMatch(declared, "/items/:id" if declared else None)
+
+                def invoke(e: PolicyEngine, p: Principal = p, i: InstallFacts = inst, m: str = method,
+                           em: EndpointMatch = match) -> Decision:
+                    return e.decide_invoke(p, i, m, em, path="/items/1")
+
+                yield Cell(who, action, what, circ), invoke
+            for circ, counts, just in DEBUG_VARIANTS:
+
+                def debug(e: PolicyEngine, p: Principal = p, i: InstallFacts = inst, c: DebugCounts = counts,
+                          j: str = just) -> Decision:
+                    return e.decide_debug_view(p, i, c, j)
+
+                yield Cell(who, DEBUG_VIEW, what, circ), debug
+        for action in admin_actions:
+            for tenant in (*tenants, None):
+
+                def admin(e: PolicyEngine, p: Principal = p, a: str = action, t: str | None = tenant) -> Decision:
+                    return e.decide_admin(p, a, tenant_id=t)
+
+                yield Cell(who, action, f"tenant {tenant}" if tenant else "platform", "-"), admin
+
+
 UNDECLARED = EndpointMatch(False, None)
 UNDER_CAPS = DebugCounts(0, 5, 0, 3)
+NOON = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)  # a fixed clock where a test compares decisions
 
 
 def test_invoke_read_write_by_role(engine: PolicyEngine) -> None:
@@ -104,6 +173,7 @@ def test_erroring_forbid_does_not_fail_open(edit: Callable[..., BundleSource]) -
                 "streamSessionLimit": 3,
                 "justification": "",
                 "justificationLength": 0,
+                "time": time_context(),
             },
         },
         bundle.policy_set(),
@@ -134,7 +204,7 @@ def test_missing_entity_error_is_deny(engine: PolicyEngine) -> None:
             }
         ]
     )
-    ctx = {"method": "GET", "path": "/", "endpointDeclared": True, "endpointTemplate": "/"}
+    ctx = {"method": "GET", "path": "/", "endpointDeclared": True, "endpointTemplate": "/", "time": time_context()}
     decision = engine.decide(EntityRef(USER_TYPE, "ghost"), "read", EntityRef(INSTALL_TYPE, "i"), ctx, entities)
     assert not decision.allowed and decision.errors
 
@@ -297,8 +367,8 @@ def test_memoised_invoke_decisions_equal_fresh_evaluation(shipped_bundle: Bundle
                 for method in ("GET", "head", "POST", "DELETE"):
                     for endpoint in endpoints:
                         for path in ("/items/1", "/"):
-                            got = engine.decide_invoke(principal, facts, method, endpoint, path=path)
-                            fresh = engine._decide_invoke(principal, facts, method, endpoint, path)
+                            got = engine.decide_invoke(principal, facts, method, endpoint, path=path, now=NOON)
+                            fresh = engine._decide_invoke(principal, facts, method, endpoint, path, NOON)
                             assert got == fresh, (principal, facts, method, endpoint, path)
     assert 0 < len(engine._invoke_memo) <= 7 * 4 * 4 * 3 * 2
 
@@ -346,8 +416,10 @@ def test_fast_and_public_call_paths_agree(engine: PolicyEngine) -> None:
     operator = user("o", "acme", "operator", "viewer")
     entities = engine.entities(request_entities(operator, install=CRM))
     for action, ctx in [
-        ("read", {"method": "GET", "path": "/", "endpointDeclared": True, "endpointTemplate": "/"}),
-        ("write", {"method": "POST", "path": "/", "endpointDeclared": False, "endpointTemplate": ""}),
+        ("read", {"method": "GET", "path": "/", "endpointDeclared": True, "endpointTemplate": "/",
+                  "time": time_context()}),
+        ("write", {"method": "POST", "path": "/", "endpointDeclared": False, "endpointTemplate": "",
+                   "time": time_context()}),
         ("read", {"method": "GET"}),
     ]:
         req = {

@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 
 from service.authz import AdminAction
+from service.errors import ServiceUnavailable
 from service.policy import CedarAuthorizer
 from service.policy.model import EndpointMatch
-from service.policy.service import ADOPTED, REJECTED, RELOADED, ROLLED_BACK, CandidateRejected, PolicyService
+from service.policy.service import REJECTED, RELOADED, ROLLED_BACK, CandidateRejected, PolicyService
 from service.policy.store import BundleStore, RevisionNotFound
 from tests.policy.conftest import install, user
 
@@ -49,7 +50,9 @@ def test_start_reload_and_events(policy_copy: Path, tmp_path: Path) -> None:
     status = svc.start()
     first = status.active_revision
     assert first and status.policies >= 20 and status.last_error is None
-    assert events == [(RELOADED, first, {"previous": None, "actor": "startup", "origin": str(policy_copy)})]
+    assert [(k, r) for k, r, _ in events] == [(RELOADED, first)]
+    assert events[0][2]["actor"] == "bootstrap" and events[0][2]["via"] == "bootstrap"
+    assert events[0][2]["previous"] is None and events[0][2]["origin"] == str(policy_copy)
     assert not svc.decide_invoke(VIEWER, CRM, *POST).allowed
 
     _let_viewers_write(policy_copy)
@@ -59,7 +62,7 @@ def test_start_reload_and_events(policy_copy: Path, tmp_path: Path) -> None:
     decision = svc.decide_invoke(VIEWER, CRM, *POST)
     assert decision.revision == status.active_revision
 
-    svc.reload()  # unchanged: no event
+    svc.reload()  # unchanged: nothing activated, nothing recorded
     assert len(events) == 2
 
 
@@ -107,17 +110,19 @@ def test_rollback_and_history(policy_copy: Path, tmp_path: Path) -> None:
     second = svc.reload().active_revision
     status = svc.rollback(first[7:19], actor="carol")
     assert status.active_revision == first and not svc.decide_invoke(VIEWER, CRM, *POST).allowed
-    assert events[-1] == (ROLLED_BACK, first, {"previous": second, "actor": "carol"})
-    assert [h["via"] for h in status.history[:3]] == ["rollback", "reload", "reload"]
+    assert events[-1][:2] == (ROLLED_BACK, first)
+    assert events[-1][2]["previous"] == second and events[-1][2]["actor"] == "carol"
+    assert [h["via"] for h in status.history[:3]] == ["rollback", "reload", "bootstrap"]
     with pytest.raises(RevisionNotFound):
         svc.rollback("deadbeef")
-    # keep=2: only the active one plus two previous distinct revisions stay available
+    # every activated revision stays loadable (recorded decisions name them), whatever `keep`
     for n in range(4):
         (policy_copy / "zz.cedar").write_text(
             f'@id("extra.{n}")\n@reason("n")\nforbid (principal, action, resource) when {{ false }};\n'
         )
-        svc.reload()
-    assert len(svc.status().available_revisions) == 3
+        svc.reload(allow_untested=True)  # extra.n determines no test
+    assert len(svc.status().available_revisions) == 6
+    assert events[-1][2]["allow_untested"] is True and events[-1][2]["untested"] == ["extra.3"]
 
 
 def test_restart_keeps_a_rollback(policy_copy: Path, tmp_path: Path) -> None:
@@ -140,20 +145,28 @@ def test_replicas_adopt_the_active_revision(policy_copy: Path, tmp_path: Path) -
     second = a.reload().active_revision
     time.sleep(0.01)
     assert b.sync() and b.revision == second
-    assert b_events[-1][0] == ADOPTED
+    assert b_events == []  # adopting records nothing: the activation has its own record
     assert not b.sync()
 
 
-def test_watcher_reloads_changed_directory(policy_copy: Path, tmp_path: Path) -> None:
+def test_watcher_serves_what_another_process_activated_and_never_the_folder(
+    policy_copy: Path, tmp_path: Path
+) -> None:
     svc, events = _service(policy_copy, tmp_path / "state")
+    other, _ = _service(policy_copy, tmp_path / "state")
     first = svc.start().active_revision
-    svc.start_watching(0.02, watch_dir=True)
+    other.start()
+    svc.start_watching(0.02)
     try:
         _let_viewers_write(policy_copy)
+        time.sleep(0.3)
+        assert svc.revision == first  # an edited folder is not live
+        second = other.reload(actor="alice").active_revision
         deadline = time.time() + 5
         while svc.revision == first and time.time() < deadline:
             time.sleep(0.02)
-        assert svc.revision != first and events[-1][2]["actor"] == "file-watcher"
+        assert svc.revision == second
+        assert len(events) == 1  # only the bootstrap: the watcher adopted without a record
     finally:
         svc.stop_watching()
 
@@ -204,11 +217,22 @@ def test_cedar_authorizer_maps_decisions(policy_copy: Path) -> None:
     assert not denied.allowed and denied.policy_ids == ("tenancy.admin-same-tenant",) and denied.reasons
 
 
-def test_hook_failure_does_not_undo_a_swap(policy_copy: Path) -> None:
-    svc = PolicyService(policy_copy)
+def test_no_record_no_activation(policy_copy: Path, tmp_path: Path) -> None:
+    svc, events = _service(policy_copy, tmp_path / "state")
+    first = svc.start().active_revision
+    down = {"on": True}
 
-    def broken(kind: str, rev: str | None, detail: dict[str, Any]) -> None:
-        raise RuntimeError("audit down")
+    def audit(kind: str, rev: str | None, detail: dict[str, Any]) -> None:
+        if down["on"]:
+            raise RuntimeError("audit down")
 
-    svc.on_event(broken)
-    assert svc.start().active_revision is not None
+    svc.on_event(audit)
+    _let_viewers_write(policy_copy)
+    with pytest.raises(ServiceUnavailable) as info:
+        svc.reload(actor="alice")
+    assert info.value.code == "audit_unavailable"
+    assert svc.revision == first and svc.status().active_revision == first
+    assert [h["via"] for h in svc.status().history] == ["bootstrap"]
+    assert not svc.decide_invoke(VIEWER, CRM, *POST).allowed
+    down["on"] = False
+    assert svc.reload(actor="alice").active_revision != first

@@ -74,8 +74,7 @@ def keyring() -> Keyring:
 
 
 def make_runner(tmp: Path, compiled_dir: Path, keyring: Keyring, **overrides: Any) -> Runner:
-    settings = RunnerSettings(data_dir=tmp, runner_compiled_dir=compiled_dir, runner_threads=1,
-                              **overrides)
+    settings = RunnerSettings(data_dir=tmp, runner_compiled_dir=compiled_dir, **{"runner_threads": 1, **overrides})
     return Runner(settings, keyring=keyring,
                   kv_store=SqlKVStore(f"sqlite:///{tmp / 'kv.db'}", create_tables=True),
                   debug_sink=InMemoryDebugSink())

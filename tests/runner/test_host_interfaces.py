@@ -250,7 +250,7 @@ def test_user_interfaces(runner, demo_hash) -> None:
 
 def test_output_capture_and_logging_become_debug_events(runner, demo_hash) -> None:
     runner.debug.clear()
-    resp = runner.execute(make_request(demo_hash, "/log", request_id="req-log-1"))
+    resp = runner.execute(make_request(demo_hash, "/log", request_id="req-log-1", providers=["cap:debug.logs"]))
     assert resp.error is None
     events = runner.debug.events(request_id="req-log-1")
     got = [(e.stream, e.level, e.message) for e in events]
@@ -259,6 +259,23 @@ def test_output_capture_and_logging_become_debug_events(runner, demo_hash) -> No
     assert ("stderr", "error", "stderr line") in got
     for e in events:
         assert (e.tenant_id, e.extension_id, e.install_id, e.version_id) == ("t1", "acme.demo", "i1", "v1")
+
+
+def test_debug_lines_are_collected_only_while_the_grant_is_held(runner, demo_hash, wat_guests) -> None:
+    # Issue 17 (4): the runner published every install's lines, granted or not, so lines
+    # printed before `cap:debug.logs` was granted showed up in the tail after it.
+    runner.debug.clear()
+    before = runner.execute(make_request(demo_hash, "/log", request_id="before-grant"))
+    assert before.error is None
+    crashed = runner.execute(make_request(demo_hash, "/crash", request_id="before-grant-crash"))
+    assert crashed.error == "guest_crash"
+    refused = runner.execute(make_request("sha256:" + "0" * 64, "/", request_id="before-grant-refused"))
+    assert refused.error == "bundle_not_found"
+    assert runner.debug.events() == []  # nothing collected: no line from before the grant can ever show
+
+    after = runner.execute(make_request(demo_hash, "/log", request_id="after-grant", providers=["cap:debug.logs"]))
+    assert after.error is None
+    assert {e.request_id for e in runner.debug.events()} == {"after-grant"}
 
 
 def test_secret_values_are_masked_in_debug_events(runner, demo_hash, keyring) -> None:
@@ -297,6 +314,52 @@ def test_only_public_addresses_are_reachable(address: str, public: bool) -> None
     from runner.egress import is_public
 
     assert is_public(address) is public
+
+
+def _teredo(server: str, client: str) -> str:
+    """A Teredo address (RFC 4380): prefix, server IPv4, flags, port, client IPv4 (both obfuscated)."""
+    import ipaddress
+
+    value = (0x20010000 << 96) | (int(ipaddress.IPv4Address(server)) << 64) | (0x8000 << 48) | (0xFFFF << 32)
+    value |= ~int(ipaddress.IPv4Address(client)) & 0xFFFFFFFF
+    return str(ipaddress.IPv6Address(value))
+
+
+# Issue 17 (3): every IPv6 form that embeds or tunnels an IPv4 address is judged by that
+# address (on an IPv6-only runner behind NAT64, `64:ff9b::a00:5` *is* 10.0.0.5).
+EMBEDDED_IPV4_CASES = [
+    # range, private example, public example
+    ("IPv4-mapped ::ffff:0:0/96", "::ffff:10.0.0.5", "::ffff:8.8.8.8"),
+    ("IPv4-translated ::ffff:0:0:0/96", "::ffff:0:a00:5", "::ffff:0:808:808"),
+    ("NAT64 well-known 64:ff9b::/96", "64:ff9b::a00:5", "64:ff9b::808:808"),
+    ("NAT64 well-known, metadata", "64:ff9b::a9fe:a9fe", "64:ff9b::5db8:d70e"),
+    ("NAT64 local-use 64:ff9b:1::/48", "64:ff9b:1::a00:5", None),
+    ("NAT64 local-use, /48 placement", "64:ff9b:1:a00:5::", None),
+    ("NAT64 local-use, /64 placement", "64:ff9b:1:0:a:0:500::", None),
+    ("6to4 2002::/16", "2002:a00:5::1", "2002:808:808::1"),
+    ("6to4 loopback relay", "2002:7f00:1::1", None),
+    ("IPv4-compatible ::/96", "::10.0.0.5", "::8.8.8.8"),
+    ("IPv4-compatible loopback", "::127.0.0.1", None),
+    ("Teredo 2001::/32, private client", _teredo("8.8.4.4", "10.0.0.5"), _teredo("8.8.4.4", "8.8.8.8")),
+    ("Teredo 2001::/32, private server", _teredo("192.168.0.1", "8.8.8.8"), None),
+]
+
+
+@pytest.mark.parametrize(("label", "private", "public"), EMBEDDED_IPV4_CASES, ids=[c[0] for c in EMBEDDED_IPV4_CASES])
+def test_ipv6_forms_embedding_ipv4_are_judged_by_the_ipv4_address(label: str, private: str,
+                                                                   public: str | None) -> None:
+    from runner.egress import is_public
+
+    assert is_public(private) is False, private
+    if public is not None:
+        assert is_public(public) is True, public
+
+
+@pytest.mark.parametrize("address", ["fec0::1", "fec0:0:0:1::5", "feff::1"])
+def test_deprecated_site_local_is_private(address: str) -> None:
+    from runner.egress import is_public
+
+    assert is_public(address) is False
 
 
 def test_egress_guard_blocks_internal_addresses_even_when_allowlisted(

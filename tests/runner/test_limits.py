@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from runner.compiler import compile_component
 from runner.contract.envelope import Keyring
+from runner.contract.execute import ExecuteResponse
 from runner.engine import EngineOptions
+from runner.executor import _Admitted
+from runner.scheduler import Ticket, _State
 from tests.runner.conftest import body_of, hash_of, make_request, make_runner, wat_bytes
+
+
+def _wait_until(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.005)
 
 
 def _echo_ok(runner, content_hash: str) -> None:
@@ -86,20 +98,25 @@ def test_request_body_over_cap(runner, wat_guests) -> None:
     assert resp.error == "payload_too_large"
 
 
+def _stuck(run_s: float) -> _Admitted:
+    """An admitted call a worker holds and never finishes (a host call ignoring its deadline)."""
+    ticket: Ticket[ExecuteResponse] = Ticket("t1", "i1", lambda started: ExecuteResponse(status=200), admit_by=0.0)
+    ticket.state = _State.RUNNING  # started: the admission deadline no longer applies
+    return _Admitted(ticket, None, 0.01, run_s)
+
+
 def test_async_execute_answers_and_its_outer_bound_times_out(runner, wat_guests, monkeypatch) -> None:
     import asyncio
-    from concurrent.futures import Future
 
     resp = asyncio.run(runner.execute_async(make_request(wat_guests["faults"], "/echo", method="POST", body=b"hi")))
     assert resp.error is None and body_of(resp) == b"hi"
 
     # A host call that ignores its own deadline: the caller still gets `timeout` at the bound.
-    stuck: Future[object] = Future()
-    monkeypatch.setattr(runner, "_admit", lambda req, headers: (stuck, None, 0.1))
+    monkeypatch.setattr(runner, "_admit", lambda req, headers: _stuck(0.1))
     resp = asyncio.run(runner.execute_async(make_request(wat_guests["faults"], "/echo")))
     assert resp.error == "timeout"
     # ... and at the caller's own, shorter deadline (the gateway's budget).
-    monkeypatch.setattr(runner, "_admit", lambda req, headers: (stuck, None, 30.0))
+    monkeypatch.setattr(runner, "_admit", lambda req, headers: _stuck(30.0))
     resp = asyncio.run(runner.execute_async(make_request(wat_guests["faults"], "/echo"), deadline_s=0.1))
     assert resp.error == "timeout"
 
@@ -111,35 +128,25 @@ def test_async_execute_answers_and_its_outer_bound_times_out(runner, wat_guests,
         with pytest.raises(asyncio.CancelledError):
             await task
 
-    monkeypatch.setattr(runner, "_admit", lambda req, headers: (Future(), None, 30.0))
     asyncio.run(cancelled())
 
 
-def test_a_caller_that_stops_waiting_does_not_strand_a_queued_job(tmp_path: Path, keyring: Keyring, compiled_dir: Path,
-                                                                 wat_guests) -> None:
+def test_a_caller_that_stops_waiting_frees_its_place_in_the_queue(tmp_path: Path, keyring: Keyring,
+                                                                 compiled_dir: Path, wat_guests) -> None:
     import asyncio
     import threading
-    import time
 
     runner = make_runner(tmp_path, compiled_dir, keyring, runner_queue_size=4)
     try:
-        full = runner._slots._value  # type: ignore[attr-defined]
         # Occupy the only worker, then queue a call whose caller gives up before it starts.
         busy = threading.Thread(target=runner.execute,
                                 args=(make_request(wat_guests["faults"], "/loop", limits={"timeout_ms": 300}),))
         busy.start()
-        deadline = time.monotonic() + 5
-        while runner._slots._value == full and time.monotonic() < deadline:  # type: ignore[attr-defined]
-            time.sleep(0.005)  # until the worker has taken the busy call
-        assert runner._slots._value == full - 1  # type: ignore[attr-defined]
+        _wait_until(lambda: runner.scheduler.running() == {"t1": 1})
         resp = asyncio.run(runner.execute_async(make_request(wat_guests["faults"], "/echo"), deadline_s=0.02))
         assert resp.error == "timeout"
+        assert runner.queue_depths() == {}  # withdrawn, not left to run for nobody
         busy.join()
-        # The queued job still ran and gave its admission slot back.
-        deadline = time.monotonic() + 5
-        while runner._slots._value != full and time.monotonic() < deadline:  # type: ignore[attr-defined]
-            time.sleep(0.01)
-        assert runner._slots._value == full  # type: ignore[attr-defined]
         _echo_ok(runner, wat_guests["faults"])
     finally:
         runner.close()

@@ -3,7 +3,7 @@
 
 import { api, describeError } from './api.js';
 import { $, banner, fill, h, isoFromMicros, shortId } from './dom.js';
-import { explainRequestFor, parseResource, renderExplanation } from './explain.js';
+import { explainRequestFor, parseResource, renderExplanation, renderRecordedExplanation } from './explain.js';
 
 const PAGE = 50;
 
@@ -114,17 +114,46 @@ export function createDecisionsView(ctx) {
     return registry;
   }
 
+  // The decision as it was made: the revision and entity snapshot its record names.
   async function explain(record) {
     fill(els.panel, h('p', { class: 'muted' }, 'Explaining…'));
+    const gen = generation;
+    const head = [
+      h('h2', null, `Decision #${record.seq}`),
+      h('p', { class: 'muted' }, `${isoFromMicros(record.ts)} UTC · request ${record.request_id || '–'}`),
+    ];
+    try {
+      const data = await api('/api/policy/decisions/explanation', { query: { seq: record.seq } });
+      if (gen !== generation) return;
+      fill(els.panel, head, renderRecordedExplanation(data));
+      return;
+    } catch (err) {
+      if (gen !== generation) return;
+      if (!(err && err.code === 'snapshot_not_found')) {
+        const spec = describeError(err);
+        fill(els.panel, head, banner({ ...spec, dismissible: false }), recordedSummary(record));
+        return;
+      }
+      // Written before decision records carried their entity snapshot: say so, then re-evaluate.
+      const why = err.detail && err.detail.message ? err.detail.message : 'no entity snapshot was recorded';
+      await explainToday(record, head, h('p', { class: 'banner warn unavailable' },
+        `The exact explanation is unavailable (${why}). Below: a re-evaluation with today's rules and ` +
+        "today's install facts, which may differ from what was decided."));
+    }
+  }
+
+  function recordedSummary(record) {
+    return h('p', { class: 'note' }, `What the record says: ${record.outcome}` +
+      ((record.policy_ids || []).length ? ` by ${record.policy_ids.join(', ')}` : '') +
+      ((record.details && record.details.reasons || []).length ? ` — ${record.details.reasons.join(' ')}` : ''));
+  }
+
+  async function explainToday(record, head, unavailable) {
     const res = parseResource(record.resource);
     const reg = res.kind === 'other' ? null : await loadRegistry(record.tenant || ctx.scopeTenant());
     const install = reg ? reg.installs.get(res.installId) : undefined;
     const version = install && reg ? reg.versions.get(install.version_id) : undefined;
     const built = explainRequestFor(record, { install, version });
-    const head = [
-      h('h2', null, `Decision #${record.seq}`),
-      h('p', { class: 'muted' }, `${isoFromMicros(record.ts)} UTC · request ${record.request_id || '–'}`),
-    ];
     if (built.unsupported) {
       fill(els.panel, head, h('p', null, built.unsupported),
         (record.policy_ids || []).length ? h('p', null, `Recorded policies: ${record.policy_ids.join(', ')}`) : null);
@@ -132,13 +161,11 @@ export function createDecisionsView(ctx) {
     }
     try {
       const exp = await api('/api/policy/explain', { method: 'POST', body: built.request });
-      fill(els.panel, head, renderExplanation(record, exp, built.notes));
+      fill(els.panel, head, unavailable, h('h3', { class: 'today-label' }, 'Re-evaluated with today\'s rules'),
+        renderExplanation(record, exp, built.notes));
     } catch (err) {
       const spec = describeError(err);
-      fill(els.panel, head, banner({ ...spec, dismissible: false }),
-        h('p', { class: 'note' }, `What the record says: ${record.outcome}` +
-          ((record.policy_ids || []).length ? ` by ${record.policy_ids.join(', ')}` : '') +
-          ((record.details && record.details.reasons || []).length ? ` — ${record.details.reasons.join(' ')}` : '')));
+      fill(els.panel, head, unavailable, banner({ ...spec, dismissible: false }), recordedSummary(record));
     }
   }
 

@@ -1,5 +1,7 @@
-// From an audit record of a decision to a request for the policy explain API
-// (POST /api/policy/explain), and from its answer to something a person can read.
+// A recorded decision explained as it was made (GET /api/policy/decisions/explanation:
+// the revision and the entity snapshot the record names), and — only for records written
+// before decision records carried a snapshot — a clearly labelled re-evaluation with
+// today's rules: from the audit record to a request for POST /api/policy/explain.
 //
 // The record names who (actor: id, tenant, type, roles), what (method, path, endpoint
 // template) and which install. The install's facts (extension, capabilities) are taken
@@ -116,33 +118,21 @@ function policyItem(p) {
     p.reason ? h('div', null, p.reason) : null);
 }
 
-/**
- * Render the explanation next to what the record says was decided.
- * @param {any} record @param {any} exp the explain API's answer @param {string[]} notes
- */
-export function renderExplanation(record, exp, notes) {
-  const decided = record.outcome;
+function headlineFor(exp, withReason) {
   const now = exp.decision;
   const determining = Array.isArray(exp.determining) ? exp.determining : [];
   const forbids = determining.filter((p) => p.effect === 'forbid');
-  let headline;
-  if (now === 'allow') headline = `Allowed — permitted by ${determining.map((p) => p.policy_id).join(', ') || 'a policy'}`;
-  else if (forbids.length) headline = `Denied — forbidden by ${forbids.map((p) => p.policy_id).join(', ')}`;
-  else if ((exp.errors || []).length) headline = 'Denied — a policy could not be evaluated (errors count as deny)';
-  else headline = 'Denied — no policy permits this request (default deny)';
-  const out = [h('div', { class: `headline ${now}` }, headline)];
-  const sameRevision = !record.policy_revision || record.policy_revision === exp.revision;
-  if (decided && decided !== now) {
-    out.push(h('p', { class: 'banner warn' }, `The gateway decided "${decided}" at the time; re-evaluated now the answer is "${now}". ` +
-      'The policies or the install changed since.'));
-  }
-  out.push(h('dl', { class: 'kv' },
-    h('dt', null, 'Who'), h('dd', null, exp.request ? exp.request.principal : ''),
-    h('dt', null, 'Action'), h('dd', null, exp.request ? exp.request.action : ''),
-    h('dt', null, 'Resource'), h('dd', null, exp.request ? exp.request.resource : ''),
-    h('dt', null, 'Context'), h('dd', { class: 'mono' }, exp.request ? JSON.stringify(exp.request.context) : ''),
-    h('dt', null, 'Recorded'), h('dd', { title: String(record.policy_revision || '') }, `${decided} · rules ${shortRevision(record.policy_revision)}`),
-    h('dt', null, 'Re-evaluated'), h('dd', { title: String(exp.revision || '') }, `${now} · rules ${shortRevision(exp.revision)}${sameRevision ? ' (the same rules)' : ' (the rules changed since)'}`)));
+  const reasons = (list) => (withReason && list.length === 1 && list[0].reason ? `: ${list[0].reason}` : '');
+  if (now === 'allow') return `Allowed — permitted by ${determining.map((p) => p.policy_id).join(', ') || 'a policy'}`;
+  if (forbids.length) return `Denied — forbidden by ${forbids.map((p) => p.policy_id).join(', ')}${reasons(forbids)}`;
+  if ((exp.errors || []).length) return 'Denied — a policy could not be evaluated (errors count as deny)';
+  return 'Denied — no policy permits this request (default deny)';
+}
+
+function whyParts(exp) {
+  const out = [];
+  const now = exp.decision;
+  const determining = Array.isArray(exp.determining) ? exp.determining : [];
   if (determining.length) {
     out.push(h('h3', null, now === 'allow' ? 'Why: the deciding policies' : 'Why: the policies that forbid it'));
     out.push(h('ul', { class: 'policylist determining' }, determining.map(policyItem)));
@@ -162,6 +152,69 @@ export function renderExplanation(record, exp, notes) {
   } else if (now === 'deny' && !determining.length) {
     out.push(h('p', { class: 'note' }, 'No permit applies to this action and resource at all.'));
   }
+  return out;
+}
+
+/** "today it would be ALLOW (rules sha256:…: rbac.write)", or why today cannot say. */
+export function todayText(today) {
+  if (!today || !today.decision) return `Today: ${today && today.error ? today.error : 'unknown'}`;
+  const ids = (today.policy_ids || []).join(', ') || 'no policy (default deny)';
+  return `Today it would be ${today.decision.toUpperCase()} (rules ${shortRevision(today.revision)}: ${ids})`;
+}
+
+/**
+ * Render a recorded decision explained as it was made (the decisions explanation API's answer).
+ * @param {any} data GET /api/policy/decisions/explanation
+ */
+export function renderRecordedExplanation(data) {
+  const exp = data.explanation;
+  const recorded = data.recorded || {};
+  const out = [];
+  if (exp) {
+    out.push(h('div', { class: `headline ${exp.decision}` }, headlineFor(exp, true)));
+  } else {
+    out.push(h('div', { class: 'headline deny' }, 'Denied — the recorded facts did not fit the rules (errors count as deny)'));
+  }
+  out.push(h('p', { class: 'recorded-revision muted', title: String(recorded.revision || '') },
+    `As decided: rules ${shortRevision(recorded.revision)} · facts ${shortRevision(recorded.entities)} (recorded snapshot)`));
+  out.push(h('p', { class: 'today' }, todayText(data.today)));
+  if (!data.matches_record) {
+    out.push(h('p', { class: 'banner bad mismatch' },
+      `Re-evaluating the recorded request does not reproduce the record: ${data.mismatch}`));
+  }
+  const req = exp ? exp.request : null;
+  out.push(h('dl', { class: 'kv' },
+    h('dt', null, 'Who'), h('dd', null, req ? req.principal : ''),
+    h('dt', null, 'Action'), h('dd', null, req ? req.action : ''),
+    h('dt', null, 'Resource'), h('dd', null, req ? req.resource : ''),
+    h('dt', null, 'Context'), h('dd', { class: 'mono' }, req ? JSON.stringify(req.context) : ''),
+    h('dt', null, 'Recorded'), h('dd', null, `${recorded.decision} · ${(recorded.policy_ids || []).join(', ') || 'no policy'}`)));
+  if (exp) out.push(...whyParts(exp));
+  else if (data.schema_error) out.push(h('p', { class: 'banner bad' }, `Evaluation error: ${data.schema_error}`));
+  return out;
+}
+
+/**
+ * Render the explanation next to what the record says was decided.
+ * @param {any} record @param {any} exp the explain API's answer @param {string[]} notes
+ */
+export function renderExplanation(record, exp, notes) {
+  const decided = record.outcome;
+  const now = exp.decision;
+  const out = [h('div', { class: `headline ${now}` }, headlineFor(exp, false))];
+  const sameRevision = !record.policy_revision || record.policy_revision === exp.revision;
+  if (decided && decided !== now) {
+    out.push(h('p', { class: 'banner warn' }, `The gateway decided "${decided}" at the time; re-evaluated now the answer is "${now}". ` +
+      'The policies or the install changed since.'));
+  }
+  out.push(h('dl', { class: 'kv' },
+    h('dt', null, 'Who'), h('dd', null, exp.request ? exp.request.principal : ''),
+    h('dt', null, 'Action'), h('dd', null, exp.request ? exp.request.action : ''),
+    h('dt', null, 'Resource'), h('dd', null, exp.request ? exp.request.resource : ''),
+    h('dt', null, 'Context'), h('dd', { class: 'mono' }, exp.request ? JSON.stringify(exp.request.context) : ''),
+    h('dt', null, 'Recorded'), h('dd', { title: String(record.policy_revision || '') }, `${decided} · rules ${shortRevision(record.policy_revision)}`),
+    h('dt', null, 'Re-evaluated'), h('dd', { title: String(exp.revision || '') }, `${now} · rules ${shortRevision(exp.revision)}${sameRevision ? ' (the same rules)' : ' (the rules changed since)'}`)));
+  out.push(...whyParts(exp));
   for (const n of notes) out.push(h('p', { class: 'note' }, n));
   return out;
 }
