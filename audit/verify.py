@@ -16,7 +16,9 @@ Checks, in one streaming pass over the records in seq order:
   no evidence either way: it is not used as an anchor, and the result names the key to add
   to EXTGATE_AUDIT_TRUSTED_KEYS (typically the key before a rotation);
 - no valid checkpoint is larger than the log (otherwise **truncated**); the head row
-  agrees with the records.
+  agrees with the records;
+- every stored attachment (a decision's entity snapshot, named by digest inside its
+  record's hashed bytes) hashes to its digest (otherwise the result lists it as edited).
 
 Result: `ok` (exit 0), `tampered` (exit 1), `unverifiable` (exit 2: records not covered by
 any signed checkpoint are older than the allowed tail age, no trusted key, a checkpoint
@@ -44,6 +46,7 @@ from sqlalchemy.pool import NullPool
 from audit.anchors import LoadedCheckpoint
 from audit.merkle import EMPTY_ROOT, CompactRange, node_hash
 from audit.note import NoteError, NoteVerifier, ParsedNote, SignatureStatus, check_signatures, parse_checkpoint
+from audit.records import blob_digest
 
 MAX_FINDINGS = 100
 
@@ -99,6 +102,9 @@ class VerifyResult:
     elapsed: float = 0.0
     # Checkpoints signed only by keys we do not trust: a configuration gap, not tampering.
     untrusted_keys: dict[str, list[int]] = field(default_factory=dict)  # "name (key id hex)" -> sizes
+    # Attachments (entity snapshots) whose stored bytes do not hash to their digest.
+    bad_attachments: list[str] = field(default_factory=list)
+    attachments: int = 0
 
     @property
     def exit_code(self) -> int:
@@ -125,6 +131,7 @@ class VerifyResult:
             "anchored_size": self.anchored_size,
             "unanchored_records": self.unanchored,
             "tail_oldest_us": self.tail_oldest_us,
+            "attachments": {"checked": self.attachments, "bad": self.bad_attachments[:MAX_FINDINGS]},
             "untrusted_keys": [{"key": k, "checkpoint_sizes": v[:20]} for k, v in sorted(self.untrusted_keys.items())],
             "elapsed_seconds": round(self.elapsed, 3),
             "records_per_second": int(self.records / self.elapsed) if self.elapsed > 0 else None,
@@ -604,6 +611,7 @@ def _verify(
         ts0 = rows[0][0] if rows else None
         res.tail_oldest_us = int(ts0) if ts0 is not None else None
 
+    _check_attachments(snap, res)
     res.findings = sorted(out.items, key=lambda f: (f.seq, f.kind))
     res.untrusted_keys = out.untrusted
     if out.untrusted:
@@ -613,7 +621,7 @@ def _verify(
         )
     if out.dropped:
         res.warnings.append(f"{out.dropped} further findings not listed")
-    if res.findings:
+    if res.findings or res.bad_attachments:
         res.status = Status.TAMPERED
     else:
         now = now_us if now_us is not None else time.time_ns() // 1000
@@ -633,6 +641,31 @@ def _verify(
             res.status = Status.UNVERIFIABLE
     res.elapsed = time.perf_counter() - started
     return res
+
+
+_BLOB_PAGE = 2_000
+
+
+def _check_attachments(snap: _Snapshot, res: VerifyResult) -> None:
+    """Every stored attachment (record-referenced entity snapshot) hashes to its digest.
+    Records name attachments by digest inside their hashed bytes, so an edited attachment
+    is caught here even though its bytes are outside the Merkle tree."""
+    exists = (snap.all("SELECT to_regclass('audit_blob') IS NOT NULL")[0][0] if snap.postgres else
+              bool(snap.all("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'audit_blob'")[0][0]))
+    if not exists:  # a log from before attachments existed
+        return
+    ph = "%s" if snap.postgres else "?"
+    last = ""
+    while True:
+        rows = snap.all(f"SELECT digest, body FROM audit_blob WHERE digest > {ph} ORDER BY digest LIMIT {_BLOB_PAGE}",  # noqa: S608
+                        (last,))
+        for digest, body in rows:
+            res.attachments += 1
+            if blob_digest(bytes(body)) != digest:
+                res.bad_attachments.append(str(digest))
+        if len(rows) < _BLOB_PAGE:
+            return
+        last = str(rows[-1][0])
 
 
 def verify_inclusion_bundle(bundle: dict[str, Any], verifiers: Sequence[NoteVerifier]) -> tuple[bool, str]:

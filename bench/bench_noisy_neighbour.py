@@ -198,7 +198,8 @@ def main() -> None:
     ratio = pct(loaded, 99) / pct(alone, 99)
     print(f"pool {a.threads} threads; A keeps {in_flight} calls of {a.loop_ms} ms in flight; "
           f"B paced at {a.rate:g} req/s, {a.n} requests x {a.rounds} rounds per phase")
-    print(f"B alone:        p50 {pct(alone, 50):7.2f} ms  p99 {pct(alone, 99):7.2f} ms  statuses {dict(b_alone_status)}")
+    print(f"B alone:        p50 {pct(alone, 50):7.2f} ms  p99 {pct(alone, 99):7.2f} ms  "
+          f"statuses {dict(b_alone_status)}")
     print(f"B with A:       p50 {pct(loaded, 50):7.2f} ms  p99 {pct(loaded, 99):7.2f} ms  "
           f"statuses {dict(b_loaded_status)}")
     print(f"B p99 ratio (with A / alone): {ratio:.2f}  (goal <= 2.00)   B 5xx: {b5xx}  (goal 0)")

@@ -147,8 +147,12 @@ def verify(
     for finding in result.findings:
         where = f"seq {finding.seq}" + (f"..{finding.seq_end}" if finding.seq_end is not None else "")
         typer.echo(f"TAMPERED [{finding.kind}] {where}: {finding.detail}")
+    for digest in result.bad_attachments[:20]:
+        typer.echo(f"TAMPERED [attachment_edited] {digest}: the stored snapshot does not hash to its digest")
     first = result.first
-    if result.status is Status.TAMPERED and first is not None:
+    if result.status is Status.TAMPERED and first is None:
+        typer.echo(f"Result: TAMPERED, {len(result.bad_attachments)} attachment(s) edited")
+    elif result.status is Status.TAMPERED and first is not None:
         typer.echo(f"Result: TAMPERED, first bad seq {first.seq} ({first.kind})")
     elif result.status is Status.UNVERIFIABLE:
         typer.echo("Result: UNVERIFIABLE (see warnings)")

@@ -175,7 +175,7 @@ class DebugSessions:
         return AuditEvent(
             action=action, outcome=outcome, tenant_id=grant.tenant_id,
             actor=Actor(id=grant.subject, type=grant.user_type, tenant=grant.principal_tenant, roles=grant.roles,
-                        auth="ticket"),
+                        auth="ticket", ip=current_request().client_ip),
             resource=f"install:{grant.install_id}/debug", policy_ids=grant.policy_ids,
             policy_revision=grant.policy_revision,
             details={"session_id": grant.session_id, "extension_id": grant.extension_id,

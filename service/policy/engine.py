@@ -13,7 +13,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
@@ -44,6 +44,7 @@ from service.policy.model import (
     EntityRef,
     InstallFacts,
 )
+from service.policy.population import context_attributes_read
 
 V = TypeVar("V")
 
@@ -71,10 +72,25 @@ def epoch_minute(now: datetime | None = None) -> int:
     return int(now.timestamp() // 60)
 
 
+_LAST_TIME: tuple[int, dict[str, Any]] = (-1, {})
+
+
 def time_context(now: datetime | None = None) -> dict[str, Any]:
     """The context's `time` record: `now` (default: the current time) in UTC, truncated to
-    the whole minute, with its hour, minute and ISO day of the week (1 = Monday ... 7 = Sunday)."""
-    at = datetime.fromtimestamp(epoch_minute(now) * 60, UTC)
+    the whole minute, with its hour, minute and ISO day of the week (1 = Monday ... 7 = Sunday).
+    The record of the current minute is built once and shared (treat it as read-only)."""
+    global _LAST_TIME
+    minute = epoch_minute(now)
+    last_minute, record = _LAST_TIME
+    if last_minute == minute:
+        return record
+    record = _time_record(minute)
+    _LAST_TIME = (minute, record)
+    return record
+
+
+def _time_record(minute: int) -> dict[str, Any]:
+    at = datetime.fromtimestamp(minute * 60, UTC)
     stamp = f"{at.year:04d}-{at.month:02d}-{at.day:02d}T{at.hour:02d}:{at.minute:02d}:00Z"
     return {
         "datetime": {"__extn": {"fn": "datetime", "arg": stamp}},
@@ -173,6 +189,9 @@ class PolicyEngine:
         # memoised answer is exactly what evaluating again would return — not a cache that
         # can go stale.
         self._invoke_memo: _BoundedCache[Decision] = _BoundedCache(decision_memo_size)
+        read = context_attributes_read(info.est for info in bundle.policies.values())
+        self._memo_path = read is None or "path" in read
+        self._memo_time = read is None or "time" in read
         self._actions: dict[str, dict[str, str]] = {}
         self._full_set: cedarpy.PolicySet | None = None
 
@@ -288,15 +307,25 @@ class PolicyEngine:
         `now`: the clock (default: the current time); the context carries it to the minute."""
         if len(path) > MEMO_MAX_PATH:
             return self._decide_invoke(principal, install, http_method, endpoint, path, now)
-        # The context's time is truncated to the minute, so the minute completes the key.
+        # The context's time is truncated to the minute, so the minute completes the key. Path
+        # and time are left out of the key when no policy of this bundle reads them: they
+        # cannot change the decision (the context's shape is always the same).
         minute = epoch_minute(now)
+        at = datetime.fromtimestamp(minute * 60, UTC)
         key = (principal_key(principal), install, http_method.upper(), endpoint.declared,
-               endpoint.template if endpoint.declared else None, path, minute)
-        return self._invoke_memo.get_or_build(
-            key,
-            lambda: self._decide_invoke(principal, install, http_method, endpoint, path,
-                                        datetime.fromtimestamp(minute * 60, UTC)),
-        )
+               endpoint.template if endpoint.declared else None,
+               path if self._memo_path else None, minute if self._memo_time else None)
+        decision = self._invoke_memo.get_or_build(
+            key, lambda: self._decide_invoke(principal, install, http_method, endpoint, path, at))
+        inputs = decision.inputs
+        if inputs is not None and not (self._memo_path and self._memo_time):
+            context = inputs.context
+            if ((not self._memo_path and context.get("path") != path)
+                    or (not self._memo_time and context.get("time") != time_context(at))):
+                # The same decision, recorded with this request's own path and time.
+                decision = replace(decision, inputs=replace(
+                    inputs, context=invoke_context(http_method, endpoint, path, now=at)))
+        return decision
 
     def _decide_invoke(
         self, principal: Principal, install: InstallFacts, http_method: str, endpoint: EndpointMatch, path: str,

@@ -539,6 +539,18 @@ def scan_policy(est: dict[str, Any]) -> Literals:
     return scanner.lit
 
 
+def context_attributes_read(policies: Iterable[dict[str, Any]]) -> frozenset[str] | None:
+    """The top-level context attributes the policies (ESTs) read, or None when some policy
+    uses `context` as a whole (then every attribute may matter). An attribute no policy
+    reads cannot change a decision: the engine's decision memo and replay leave it out."""
+    found = Literals()
+    for est in policies:
+        found.update(scan_policy(est))
+    if "context" in found.whole:
+        return None
+    return frozenset(p.split(".")[1] for p in found.paths if p.startswith("context."))
+
+
 def action_resource_types(shape: SchemaShape, action: str) -> tuple[str, ...]:
     found = shape.actions.get(action)
     return found[0] if found else (INSTALL_TYPE, TENANT_TYPE, PLATFORM_TYPE)

@@ -35,8 +35,8 @@ from audit.records import StoredRecord, blob_digest, is_blob_digest
 from service.policy.bundle import compile_bundle
 from service.policy.engine import EntitiesError, PolicyEngine
 from service.policy.explain import Explanation, explain
-from service.policy.model import EVALUATION_ERROR_ID, EntityRef
-from service.policy.population import Literals, scan_policy
+from service.policy.model import EVALUATION_ERROR_ID, DecisionInputs, EntityRef
+from service.policy.population import context_attributes_read
 from service.policy.source import BundleError, short_revision
 from service.policy.store import BundleStore, RevisionNotFound
 
@@ -134,20 +134,6 @@ def find_decision(log: RecordSource, *, request_id: str | None = None, seq: int 
 # --- the inputs ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class RecordedInputs:
-    principal: EntityRef
-    action: str
-    resource: EntityRef
-    context: dict[str, Any]
-    digest: str
-    entities: bytes = field(repr=False)
-
-    @property
-    def entities_text(self) -> str:
-        return self.entities.decode("utf-8")
-
-
 def _ref(value: Any, what: str) -> EntityRef:
     if not isinstance(value, dict) or not isinstance(value.get("type"), str) or not isinstance(value.get("id"), str):
         raise SnapshotNotFound(f"the record's {what} is not an entity reference")
@@ -169,7 +155,7 @@ def _verified_blob(get_blob: Callable[[str], bytes], digest: Any, what: str) -> 
     return body
 
 
-def load_inputs(log: RecordSource, rec: Mapping[str, Any]) -> RecordedInputs:
+def load_inputs(log: RecordSource, rec: Mapping[str, Any]) -> DecisionInputs:
     """The request and the verified entity snapshot the record's decision was made on."""
     dec = _decision_details(rec)
     if dec is None:
@@ -188,7 +174,7 @@ def load_inputs(log: RecordSource, rec: Mapping[str, Any]) -> RecordedInputs:
     else:
         raw = _verified_blob(log.get_blob, dec.get("context_digest"), "request context")
         context = json.loads(raw)
-    return RecordedInputs(_ref(dec.get("principal"), "principal"), str(dec.get("action", "")),
+    return DecisionInputs(_ref(dec.get("principal"), "principal"), str(dec.get("action", "")),
                           _ref(dec.get("resource"), "resource"), context, str(dec["entities"]), entities)
 
 
@@ -236,7 +222,7 @@ def _verdict(allowed: bool | None) -> str:
 @dataclass
 class RecordedExplanation:
     record: dict[str, Any]
-    inputs: RecordedInputs
+    inputs: DecisionInputs
     explanation: Explanation | None  # None: the snapshot did not fit that revision's schema
     schema_error: str | None
     mismatch: str | None
@@ -258,7 +244,7 @@ class RecordedExplanation:
                 "decision": "allow" if self.allowed else "deny",
                 "policy_ids": list(rec.get("policy_ids") or []),
                 "revision": rec.get("policy_revision"),
-                "entities": self.inputs.digest,
+                "entities": self.inputs.entities_digest,
             },
             "explanation": self.explanation.to_dict() if self.explanation is not None else None,
             "schema_error": self.schema_error,
@@ -270,7 +256,7 @@ class RecordedExplanation:
     def render(self) -> str:
         rec = self.record
         lines = [f"recorded decision: audit record {rec['seq']} ({rec.get('action')}), "
-                 f"request {rec.get('request_id') or '-'}, entities {self.inputs.digest[:19]}"]
+                 f"request {rec.get('request_id') or '-'}, entities {self.inputs.entities_digest[:19]}"]
         if self.mismatch is not None:
             lines.append(f"WARNING: {self.mismatch}")
         if self.explanation is not None:
@@ -291,12 +277,12 @@ def today_line(today: Mapping[str, Any]) -> str:
             f" {ids})")
 
 
-def decide_today(current: PolicyEngine | None, inputs: RecordedInputs) -> dict[str, Any]:
+def decide_today(current: PolicyEngine | None, inputs: DecisionInputs) -> dict[str, Any]:
     """What today's active revision decides on the recorded facts (or why it cannot)."""
     if current is None:
         return {"decision": None, "revision": None, "error": "no policy revision is active today"}
     try:
-        entities = current.entities(inputs.entities_text)
+        entities = current.entities(inputs.entities.decode("utf-8"))
     except EntitiesError as exc:
         return {"decision": None, "revision": current.revision,
                 "error": f"the recorded facts do not fit today's schema (revision "
@@ -315,7 +301,7 @@ def explain_recorded(
     recorded_ids = tuple(rec.get("policy_ids") or ())
     allowed = recorded_allowed(rec)
     try:
-        entities = engine.entities(inputs.entities_text)
+        entities = engine.entities(inputs.entities.decode("utf-8"))
     except EntitiesError as exc:
         mismatch = None
         if allowed or recorded_ids != (EVALUATION_ERROR_ID,):
@@ -490,12 +476,9 @@ def context_key(engine: PolicyEngine) -> Callable[[Mapping[str, Any]], str]:
     the same shape elsewhere (what the schema check sees), get the same decision. Replayed
     traffic then costs one evaluation per distinct (snapshot, request, relevant context),
     not per record; when a policy uses `context` as a whole, the whole context is the key."""
-    found = Literals()
-    for info in engine.bundle.policies.values():
-        found.update(scan_policy(info.est))
-    if "context" in found.whole:
+    named = context_attributes_read(info.est for info in engine.bundle.policies.values())
+    if named is None:
         return lambda ctx: json.dumps(ctx, sort_keys=True)
-    named = {p.split(".")[1] for p in found.paths if p.startswith("context.")}
 
     def key(ctx: Mapping[str, Any]) -> str:
         return json.dumps({k: (v if k in named else _shape(v)) for k, v in ctx.items()}, sort_keys=True)

@@ -112,3 +112,27 @@ def test_migrations_create_the_blob_table(sqlite_url: str) -> None:
             conn.exec_driver_sql("DELETE FROM audit_blob")
     finally:
         eng.dispose()
+
+
+def test_verify_catches_an_edited_snapshot(make_log: LogFactory, engine: Engine) -> None:
+    """Snapshots live outside the Merkle tree, but records name them by digest: `verify`
+    checks every stored snapshot against its digest."""
+    from audit.verify import Status, verify_log
+
+    log = make_log()
+    a = b'[{"uid":{"type":"T","id":"a"}}]'
+    log.append_many([_with_blob(i, a) for i in range(3)])
+    log.checkpoint()
+    clean = verify_log(engine, verifiers=log.verifiers, origin=log.origin)
+    assert clean.attachments == 1 and clean.bad_attachments == [] and clean.status != Status.TAMPERED
+    with engine.begin() as conn:  # a DBA edits the snapshot (guards off)
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql("ALTER TABLE audit_blob DISABLE TRIGGER USER")
+        else:
+            for name in [r[0] for r in conn.exec_driver_sql(
+                    "SELECT name FROM sqlite_master WHERE type='trigger' AND tbl_name='audit_blob'")]:
+                conn.exec_driver_sql(f"DROP TRIGGER {name}")
+        conn.execute(sa.text("UPDATE audit_blob SET body = :b"), {"b": b'[{"uid":{"type":"T","id":"admin"}}]'})
+    res = verify_log(engine, verifiers=log.verifiers, origin=log.origin)
+    assert res.status == Status.TAMPERED and res.bad_attachments == [blob_digest(a)]
+    assert res.findings == []  # the records themselves are intact

@@ -91,6 +91,7 @@ def test_cross_tenant_session_is_audited(env) -> None:  # type: ignore[no-untype
     reader.close()
     start = env.audit_records("debug_session.start")[-1]
     assert start["tenant"] == OTHER and start["details"]["cross_tenant"] is True
+    assert start["actor"]["ip"] == "127.0.0.1"  # every actor has its address
     assert start["details"]["justification"] == "incident INC-42 investigation"
     assert start["actor"]["id"] == "root-1"
     # the start record names what debug.view was decided on; it explains as recorded

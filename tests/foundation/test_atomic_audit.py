@@ -97,6 +97,7 @@ def test_no_record_no_change_through_the_api(env: Any, tmp_path: Any) -> None:
         ("PATCH", f"{base}/secrets", {"secrets": {"api-key": "replaced-secret-value"}}),
         ("PUT", f"{base}/config", {"values": {"region": "us"}}),
         ("POST", f"{base}/disable", None),
+        ("POST", f"{base}/enable", None),
         ("POST", f"{base}/upgrade", {"version": "2.0.0", "approved_capabilities": ["cap:secrets.get"]}),
         ("POST", f"{base}/secrets/rotate", None),
         ("DELETE", base, None),
@@ -108,6 +109,11 @@ def test_no_record_no_change_through_the_api(env: Any, tmp_path: Any) -> None:
             assert "replaced-secret-value" not in r.text
         r = client.post("/api/admin/extensions", content=v3, headers=hdr["platform"])
         assert r.status_code == 503 and r.json()["error"] == "audit_unavailable", r.text
+        t2 = {"authorization": "Bearer " + token(c, "t2", "admin")}
+        r = client.post("/api/admin/tenants/t2/installs", headers=t2, json={
+            "extension": "acme.com.acme.tickets", "granted_capabilities": []})
+        assert r.status_code == 503 and r.json()["error"] == "audit_unavailable", r.text
+        assert client.get("/api/admin/tenants/t2/installs", headers=t2).json() == []
         r = client.post("/api/admin/extensions", content=other, headers=hdr["platform"])
         assert r.status_code == 503, r.text
     assert _state(client, hdr, install_id) == before

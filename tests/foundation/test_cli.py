@@ -197,7 +197,7 @@ def test_serve_refuses_an_invalid_proxy_list(run, monkeypatch, bad):
     assert result.exit_code == 2 and calls == []  # nothing started
     body = json.loads(result.stderr)
     assert body["error"] == "configuration_error"
-    assert body["detail"][0]["setting"] == "forwarded_allow_ips"
+    assert body["detail"][0]["setting"] == "EXTGATE_FORWARDED_ALLOW_IPS"
     assert "is not an IP address or CIDR network" in body["detail"][0]["message"]
 
 

@@ -6,6 +6,7 @@ meets a real dead port — refused connections, reset pooled ones — not a mock
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 from collections.abc import Iterator
@@ -61,10 +62,8 @@ class Relay:
             pass
         finally:
             for s in (src, dst):
-                try:
+                with contextlib.suppress(OSError):
                     s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
 
     def kill(self) -> None:
         with self._lock:
@@ -72,10 +71,8 @@ class Relay:
             sockets, self._sockets = self._sockets, []
         self._listener.close()
         for s in sockets:
-            try:
+            with contextlib.suppress(OSError):
                 s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             s.close()
 
 
@@ -116,7 +113,8 @@ DATABASE_DOWN = [
 
 
 @pytest.mark.postgres
-@pytest.mark.parametrize(("method", "path", "who", "body"), DATABASE_DOWN, ids=[f"{m} {p}" for m, p, _, _ in DATABASE_DOWN])
+@pytest.mark.parametrize(("method", "path", "who", "body"), DATABASE_DOWN,
+                         ids=[f"{m} {p}" for m, p, _, _ in DATABASE_DOWN])
 def test_database_outage_is_503(dead_database: dict[str, Any], method: str, path: str, who: str, body: Any) -> None:
     """Issue 17 (5): with the database down these answered 500 `internal_error`."""
     client: TestClient = dead_database["client"]

@@ -21,8 +21,8 @@ def _records(env: Any) -> list[dict[str, Any]]:
     return env.audit_records()
 
 
-def test_admin_denials_go_to_the_callers_log_with_the_target(make_env: Any, sqlite_url: str) -> None:
-    env = make_env(sqlite_url)
+def test_admin_denials_go_to_the_callers_log_with_the_target(make_env: Any, database_url: str) -> None:
+    env = make_env(database_url)
     before = len(env.audit_records())
     for _ in range(200):
         r = env.client.get(f"/api/admin/tenants/{OTHER}/installs", headers=env.headers("viewer"))
@@ -47,14 +47,24 @@ def test_admin_denials_go_to_the_callers_log_with_the_target(make_env: Any, sqli
     assert not [r for r in page.json()["records"] if (r.get("actor") or {}).get("tenant") == TENANT]
 
 
-def test_gateway_denials_are_rate_limited_and_summarised(make_env: Any, sqlite_url: str) -> None:
-    env = make_env(sqlite_url, gateway={"rate_limit_burst": 50, "rate_limit_per_second": 0.001})
+def test_gateway_denials_are_rate_limited_and_summarised(make_env: Any, database_url: str) -> None:
+    env = make_env(database_url, gateway={"rate_limit_burst": 50, "rate_limit_per_second": 0.001})
     before = len(env.audit_records())
+    # A denial is durable before the refusal is answered (not deferred): read the table
+    # directly, without the flush marker `audit_records` appends.
+    refused = env.client.put(env.url("/kv/ns/k"), content=b"v", headers=env.headers("viewer"))
+    assert refused.status_code == 403
+    from sqlalchemy import text
+
+    with env.container.db.engine.connect() as conn:
+        rows = conn.execute(text("SELECT request_id FROM audit_record WHERE action = 'gateway.decision'"))
+        ids = [r[0] for r in rows]
+    assert refused.headers["x-request-id"] in ids
     statuses = [
         env.client.put(env.url("/kv/ns/k"), content=b"v", headers=env.headers("viewer")).status_code
-        for _ in range(300)
+        for _ in range(299)
     ]
-    assert statuses.count(403) == 50 and statuses.count(429) == 250  # denials spend the caller's budget
+    assert statuses.count(403) == 49 and statuses.count(429) == 250  # denials spend the caller's budget
     new = _records(env)[before:]
     denials = [r for r in new if r["action"] == "gateway.decision" and r["outcome"] == "deny"]
     summaries = [r for r in new if r["action"] == SUMMARY_ACTION]

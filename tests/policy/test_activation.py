@@ -244,28 +244,23 @@ def test_api_reload_allow_untested_busy_and_caller_address(policy_copy: Path, tm
     assert ISO.match(status["activated_at"]) and status["folder"]["differs"] is False
 
 
-def test_no_audit_record_no_activation_with_the_real_log(policy_copy: Path, tmp_path: Path) -> None:
+def test_no_audit_record_no_activation_with_the_real_log(policy_copy: Path, tmp_path: Path, database_url: str) -> None:
     """The activation's record is written before the switch: with the audit table refusing
     inserts, a reload answers audit_unavailable and the active revision stays."""
-    from service.container import build_container
     from service.errors import ServiceUnavailable
-    from service.settings import Settings
+    from tests.foundation.test_atomic_audit import audit_refuses_inserts
+    from tests.support import make_container
 
-    container = build_container(Settings(data_dir=tmp_path / "data", policy_dir=policy_copy), validate_component=None)
+    container = make_container(tmp_path, database_url, policy_dir=policy_copy)
     try:
         policy = container.policy
         r0 = policy.revision
-        with container.db.engine.begin() as conn:
-            conn.exec_driver_sql("CREATE TRIGGER down BEFORE INSERT ON audit_record "
-                                 "BEGIN SELECT RAISE(ABORT, 'down'); END")
         (policy_copy / "rbac.cedar").open("a").write(FREEZE)
-        with pytest.raises(ServiceUnavailable) as info:
+        with audit_refuses_inserts(container), pytest.raises(ServiceUnavailable) as info:
             policy.reload(actor="alice", allow_untested=True)
         assert info.value.code == "audit_unavailable"
         assert policy.revision == r0 and policy.status().active_revision == r0
         assert [h["via"] for h in policy.status().history] == ["bootstrap"]
-        with container.db.engine.begin() as conn:
-            conn.exec_driver_sql("DROP TRIGGER down")
         assert policy.reload(actor="alice", allow_untested=True).active_revision != r0
     finally:
         container.close()

@@ -391,12 +391,35 @@ def test_invoke_memo_is_bounded_and_skips_long_paths(shipped_bundle: Bundle) -> 
     engine = PolicyEngine(shipped_bundle, decision_memo_size=8)
     viewer = user("v", "acme", "viewer")
     for i in range(20):
-        assert engine.decide_invoke(viewer, CRM, "GET", DECLARED, path=f"/items/{i}").allowed
+        assert engine.decide_invoke(user(f"v{i}", "acme", "viewer"), CRM, "GET", DECLARED, path="/items/1").allowed
     assert len(engine._invoke_memo) == 8
     long_path = "/items/" + "x" * (MEMO_MAX_PATH + 1)
     engine._invoke_memo._data.clear()
     assert engine.decide_invoke(viewer, CRM, "GET", DECLARED, path=long_path).allowed
     assert len(engine._invoke_memo) == 0
+
+
+def test_invoke_memo_leaves_out_what_no_policy_reads(edit: Callable[..., BundleSource]) -> None:
+    """No shipped policy reads context.path or context.time: one memo entry serves every
+    path and minute, yet each decision records its own request's path and time. A bundle
+    that reads them keys on them."""
+    at = datetime(2026, 12, 2, 10, 0, tzinfo=UTC)
+    viewer = user("v", "acme", "viewer")
+    shipped = PolicyEngine(compile_bundle(edit({})))
+    first = shipped.decide_invoke(viewer, CRM, "GET", DECLARED, path="/items/1", now=at)
+    later = shipped.decide_invoke(viewer, CRM, "GET", DECLARED, path="/items/2", now=at.replace(hour=23))
+    assert len(shipped._invoke_memo) == 1 and later.allowed == first.allowed
+    assert first.inputs is not None and later.inputs is not None
+    assert first.inputs.context["path"] == "/items/1" and later.inputs.context["path"] == "/items/2"
+    assert later.inputs.context["time"]["hour"] == 23 and first.inputs.context["time"]["hour"] == 10
+
+    admin_paths = edit({"zz_admin.cedar": (
+        '@id("admin-paths")\n@reason("No admin paths.")\n'
+        'forbid (principal, action, resource) when { context has path && context.path like "/admin*" };\n')})
+    reading = PolicyEngine(compile_bundle(admin_paths))
+    assert reading.decide_invoke(viewer, CRM, "GET", DECLARED, path="/items/1", now=at).allowed
+    assert not reading.decide_invoke(viewer, CRM, "GET", DECLARED, path="/admin/x", now=at).allowed
+    assert len(reading._invoke_memo) == 2
 
 
 def test_a_new_bundle_never_sees_the_old_bundles_answers(edit: Callable[..., BundleSource]) -> None:
