@@ -52,6 +52,7 @@ from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.pool import PoolProxiedConnection
 
+from audit import metrics as audit_metrics
 from audit.anchors import ExportResult, export_checkpoint
 from audit.config import AuditSettings
 from audit.log import (
@@ -129,6 +130,8 @@ class WriterStats:
     failures: int = 0
     last_error: str | None = None
     last_commit_us: int = 0
+    last_failure_us: int = 0
+    last_checkpoint_us: int = 0  # creation time of the newest checkpoint this process has seen
     wal_checkpoints: int = 0
 
 
@@ -255,6 +258,7 @@ class SqlAuditLog:
     def start(self) -> None:
         """Start the writer and, if a signer is configured, the background checkpointer."""
         self._ensure_writer()
+        audit_metrics.watch_audit_log(self)
         with self._lock:
             if self.signer is not None and self._checkpointer is None and not self._closed:
                 self._checkpointer = threading.Thread(
@@ -440,6 +444,7 @@ class SqlAuditLog:
             self._wconn = None
 
     def _commit_batch(self, batch: list[_Pending]) -> None:
+        began = time.perf_counter()
         for attempt in (1, 2):
             reused = self._wconn is not None
             self._stage = "connect"
@@ -461,6 +466,7 @@ class SqlAuditLog:
         st.batches += 1
         st.max_batch_seen = max(st.max_batch_seen, len(results))
         st.last_commit_us = now_us()
+        audit_metrics.record_commit(len(results), time.perf_counter() - began)
         _settle(results)  # type: ignore[arg-type]
         if self._wal_thread is not None:
             self._wal_batches += 1
@@ -472,6 +478,8 @@ class SqlAuditLog:
 
     def _fail(self, batch: list[_Pending], exc: BaseException) -> None:
         self.stats.failures += 1
+        self.stats.last_failure_us = now_us()
+        audit_metrics.FAILED_BATCHES.inc()
         self.stats.last_error = f"{type(exc).__name__}: {exc}"[:500]
         log.error("audit append failed for %d record(s): %s", len(batch), self.stats.last_error)
         err = AuditUnavailableError(f"audit append failed: {type(exc).__name__}")
@@ -653,6 +661,7 @@ class SqlAuditLog:
                 )
                 existing = conn.execute(sa.select(audit_checkpoint).where(audit_checkpoint.c.size == size)).one()
         info = _checkpoint_from_row(existing)
+        self.stats.last_checkpoint_us = max(self.stats.last_checkpoint_us, info.created_at)
         self._last_cp_size = max(self._last_cp_size, info.size)
         self.export(info)
         return info
@@ -665,7 +674,25 @@ class SqlAuditLog:
     def latest_checkpoint(self) -> CheckpointInfo | None:
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(audit_checkpoint).order_by(audit_checkpoint.c.size.desc()).limit(1)).first()
-        return _checkpoint_from_row(row) if row is not None else None
+        if row is None:
+            return None
+        info = _checkpoint_from_row(row)
+        self.stats.last_checkpoint_us = max(self.stats.last_checkpoint_us, info.created_at)  # made by any replica
+        return info
+
+    def queue_depth(self) -> int:
+        return self._queue.qsize()
+
+    def writer_healthy(self) -> bool:
+        """Open, its writer thread alive (once started), room in its queue, and its last batch
+        committed (a failure newer than the last commit means appends are failing now)."""
+        writer = self._writer
+        return (
+            not self._closed
+            and (writer is None or writer.is_alive())
+            and self._queue.qsize() < self.max_queue
+            and self.stats.last_failure_us <= self.stats.last_commit_us
+        )
 
     def checkpoints(self) -> list[CheckpointInfo]:
         with self.engine.connect() as conn:

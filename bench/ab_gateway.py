@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -25,6 +26,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
 import bench_gateway as bg  # noqa: E402
+
+
+def setup_in(root: Path, data_dir: Path) -> dict[str, str]:
+    """Run `bench_gateway.setup` of the build at `root` (its own code and migrations)."""
+    code = ("import json, sys; from pathlib import Path; sys.path.insert(0, 'bench'); import bench_gateway as bg; "
+            f"print(json.dumps(bg.setup(Path({str(data_dir)!r}), None)))")
+    out = subprocess.run([bg.PY, "-c", code], cwd=root, check=True, capture_output=True, text=True)  # noqa: S603
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
 def live_threads_cpu(pid: int) -> float:
@@ -56,10 +65,18 @@ def main() -> None:
     builds = {name: Path(path).resolve() for name, _, path in (b.partition("=") for b in a.build)}
 
     with tempfile.TemporaryDirectory(prefix="extgate-ab-") as tmp:
-        data_dir = Path(tmp)
+        data_dir = Path(tmp) / "runner"
         info = bg.setup(data_dir, None)
         env = {"EXTGATE_DATA_DIR": str(data_dir), "EXTGATE_GATEWAY_RATE_LIMIT_BURST": "1000000",
                "EXTGATE_GATEWAY_RATE_LIMIT_PER_SECOND": "1000000", "EXTGATE_RUNNER_THREADS": "2"}
+        # Each build gets a data directory set up by its own code: a build's schema (migrations)
+        # and policy store may be ahead of or behind another's.
+        build_env: dict[str, dict[str, str]] = {}
+        build_info: dict[str, dict[str, str]] = {}
+        for name, root in builds.items():
+            build_dir = Path(tmp) / f"build-{name}"
+            build_info[name] = setup_in(root, build_dir)
+            build_env[name] = {**env, "EXTGATE_DATA_DIR": str(build_dir)}
         runner_port = bg.free_port()
         runner = bg.serve([str(ROOT / ".venv" / "bin" / "extgate"), "runner", "serve", "--port", str(runner_port)],
                        env, runner_port, ROOT)
@@ -72,10 +89,11 @@ def main() -> None:
                 for name, root in builds.items():
                     port = bg.free_port()
                     gw = bg.serve([bg.PY, "-m", "uvicorn", "--log-level", "warning", "--no-access-log",
-                                "--port", str(port), "service.asgi:app"], env, port, root)
+                                "--port", str(port), "service.asgi:app"], build_env[name], port, root)
                     try:
-                        call = ("GET", f"http://127.0.0.1:{port}/api/ext/{info['slug']}/hello",
-                                {"authorization": f"Bearer {info['token']}"}, None)
+                        mine = build_info[name]
+                        call = ("GET", f"http://127.0.0.1:{port}/api/ext/{mine['slug']}/hello",
+                                {"authorization": f"Bearer {mine['token']}"}, None)
                         asyncio.run(bg.paced_load(*call, n=300, concurrency=16, rate=a.rate))  # type: ignore[arg-type]
                         before = live_threads_cpu(gw.pid)
                         latencies[name] += asyncio.run(bg.paced_load(*call, n=a.n, concurrency=16,  # type: ignore[arg-type]

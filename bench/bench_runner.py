@@ -1,9 +1,11 @@
-"""Runner benchmark: prints the three numbers of issue 3, measured in the same run.
+"""Runner benchmark: prints the numbers of issues 3 and 18, measured in the same run.
 
 1. fresh-instance request for a trivial guest vs the raw wasmtime-py floor
    (Store + WASI config + instantiate + one call, same engine/linker/guest);
-2. 1 MiB request body in and 1 MiB response out through the guest (WAT echo and the
-   Python demo guest);
+2. bodies through the guest (WAT echo and the Python demo guest): the bulk path
+   (`handler-b64`, issue 18) against the plain `handler` path of a second runner with
+   `runner_bulk_bodies=False` on the same artifacts, for 1 MiB in + 1 MiB out, 64 KiB and
+   1 byte (ratios plain/bulk, same run);
 3. first request after a process restart with a cached artifact (fresh subprocess).
 
     .venv/bin/python bench/bench_runner.py [--n 300]
@@ -114,6 +116,8 @@ def main() -> None:
     settings = RunnerSettings(data_dir=tmp, runner_compiled_dir=compiled, runner_threads=1)
     runner = Runner(settings, keyring=Keyring.generate("b"), kv_store=SqlKVStore("sqlite://", create_tables=True),
                     debug_sink=NullDebugSink())
+    plain_runner = Runner(settings.model_copy(update={"runner_bulk_bodies": False}), keyring=Keyring.generate("p"),
+                          kv_store=SqlKVStore("sqlite://", create_tables=True), debug_sink=NullDebugSink())
     engine = runner.engine.engine
     linker = runner.linker
 
@@ -145,14 +149,20 @@ def main() -> None:
         print(f"   {name:12s} raw floor {floor:6.2f} ms | runner (worker thread) {direct:6.2f} ms "
               f"= {direct / floor:4.2f}x | Runner.execute incl. pool hop {pooled:6.2f} ms = {pooled / floor:4.2f}x")
 
-    print("\n2. 1 MiB request body in + 1 MiB response out")
-    body = bytes(range(256)) * (MIB // 256)
-    for name, content_hash in hashes.items():
-        req = request(content_hash, "/echo", body)
-        resp = runner.execute(req)
-        assert resp.error is None and base64.b64decode(resp.body_b64 or "") == body, resp.error
-        ms = median_ms(lambda req=req: runner.execute(req), max(5, args.n // 30))
-        print(f"   {name:12s} {ms:7.1f} ms (target 20 ms)")
+    print("\n2. request body in + the same response body out: plain `handler` vs bulk `handler-b64`")
+    for label, size, n in (("1 MiB", MIB, max(5, args.n // 30)), ("64 KiB", 64 << 10, max(20, args.n // 5)),
+                           ("1 byte", 1, args.n)):
+        body = bytes(range(256)) * (size // 256) if size >= 256 else b"x" * size
+        for name, content_hash in hashes.items():
+            req = request(content_hash, "/echo", body)
+            for r in (runner, plain_runner):
+                resp = r.execute(req)
+                assert resp.error is None and base64.b64decode(resp.body_b64 or "") == body, resp.error
+            bulk_ms = median_ms(lambda req=req: runner.execute(req), n)
+            plain_ms = median_ms(lambda req=req: plain_runner.execute(req), n)
+            target = " (target 20 ms)" if size == MIB else " (target: no slower)" if size == 1 else ""
+            print(f"   {label:6s} {name:12s} plain {plain_ms:7.2f} ms | bulk {bulk_ms:7.2f} ms "
+                  f"= {plain_ms / bulk_ms:5.2f}x faster{target}")
 
     print("\n3. first request after a process restart (artifact cached on disk, never compiled)")
     for name, content_hash in hashes.items():
@@ -162,6 +172,7 @@ def main() -> None:
             print(f"   {name:12s} {how:34s} first {res['first_ms']:6.2f} ms, second {res['second_ms']:6.2f} ms "
                   f"(target 10 ms; error={res['error']})")
     runner.close()
+    plain_runner.close()
 
 
 if __name__ == "__main__":

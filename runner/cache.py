@@ -19,7 +19,7 @@ from typing import Generic, TypeVar
 from wasmtime import Engine
 from wasmtime.component import Component
 
-from runner.compiler import artifact_path
+from runner.compiler import artifact_path, earlier_artifact_paths, outdated_artifacts, read_report
 from runner.engine import EngineOptions
 
 log = logging.getLogger("extgate.runner")
@@ -68,34 +68,62 @@ class TTLCache(Generic[K, V]):
 
 
 class ComponentCache:
-    """LRU of deserialized components keyed by content hash. Never compiles."""
+    """LRU of deserialized components keyed by content hash. Never compiles.
+
+    Each entry remembers its bulk-body export (from the report beside the artifact). When
+    only an artifact of an earlier transform version exists, it is loaded (it serves through
+    the plain `handler`) and the hash is listed in `outdated` until that artifact is rebuilt.
+    """
 
     def __init__(self, engine: Engine, compiled_dir: Path, options: EngineOptions, max_entries: int = 32) -> None:
         self._engine = engine
         self._dir = Path(compiled_dir)
         self._options = options
         self._max = max_entries
-        self._data: OrderedDict[str, Component] = OrderedDict()
+        self._data: OrderedDict[str, tuple[Component, str | None]] = OrderedDict()
         self._lock = threading.Lock()
+        self.outdated: set[str] = set()  # loaded from an earlier transform version's artifact
 
     def get(self, content_hash: str) -> Component:
+        return self.get_with_export(content_hash)[0]
+
+    def get_with_export(self, content_hash: str) -> tuple[Component, str | None]:
+        """(component, its bulk-body export or None)."""
         with self._lock:
-            component = self._data.get(content_hash)
-            if component is not None:
+            entry = self._data.get(content_hash)
+            if entry is not None:
                 self._data.move_to_end(content_hash)
-                return component
+                return entry
         path = artifact_path(self._dir, content_hash, self._options)
+        outdated = False
         if not path.is_file():
-            raise ComponentNotCompiledError(content_hash)
+            earlier = earlier_artifact_paths(self._dir, content_hash, self._options)
+            if not earlier:
+                raise ComponentNotCompiledError(content_hash)
+            path, outdated = earlier[0], True
         component = Component.deserialize_file(self._engine, str(path))
         with contextlib.suppress(OSError):
             os.utime(path)  # recency survives a restart: `warm` loads the newest first
-        self._insert(content_hash, component)
-        return component
+        entry = (component, None if outdated else _bulk_export(path))
+        self._insert(content_hash, entry)
+        if outdated:
+            with self._lock:
+                self.outdated.add(content_hash)
+        return entry
 
-    def _insert(self, content_hash: str, component: Component) -> None:
+    def evict(self, content_hash: str) -> None:
+        """Forget a loaded component (its artifact was rebuilt: the next `get` loads that)."""
         with self._lock:
-            self._data[content_hash] = component
+            self._data.pop(content_hash, None)
+            self.outdated.discard(content_hash)
+
+    def outdated_on_disk(self) -> list[str]:
+        """Hashes with an artifact from an earlier transform version and none from this one."""
+        return outdated_artifacts(self._dir, self._options)
+
+    def _insert(self, content_hash: str, entry: tuple[Component, str | None]) -> None:
+        with self._lock:
+            self._data[content_hash] = entry
             while len(self._data) > self._max:
                 self._data.popitem(last=False)
 
@@ -115,7 +143,7 @@ class ComponentCache:
             if content_hash in self:
                 continue
             try:
-                self._insert(content_hash, Component.deserialize_file(self._engine, str(path)))
+                self._insert(content_hash, (Component.deserialize_file(self._engine, str(path)), _bulk_export(path)))
             except Exception:  # noqa: BLE001 - a bad artifact must not stop the process starting
                 log.warning("could not warm %s", path.name, exc_info=True)
                 continue
@@ -125,3 +153,12 @@ class ComponentCache:
     def __contains__(self, content_hash: str) -> bool:
         with self._lock:
             return content_hash in self._data
+
+
+def _bulk_export(artifact: Path) -> str | None:
+    """The bulk-body export named by the report beside an artifact (None when absent or
+    unreadable: the plain `handler` always works, so doubt means the plain path)."""
+    try:
+        return read_report(artifact.with_suffix(".json")).bulk_export
+    except (OSError, ValueError, TypeError):
+        return None

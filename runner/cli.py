@@ -65,3 +65,22 @@ def compile(
         typer.echo(f"rejected: {exc}", err=True)
         raise typer.Exit(1) from exc
     typer.echo(json.dumps(asdict(report), indent=2))
+
+
+@app.command()
+def recompile() -> None:
+    """Rebuild artifacts built by an earlier bulk-body transform (see docs/runner.md)."""
+    # Runners also do this in the background at start (EXTGATE_RUNNER_REBUILD_OUTDATED_ARTIFACTS);
+    # until then such components serve through the plain `handler`. One compile at a time:
+    # each is a ~350 MB subprocess.
+    from runner.compiler import rebuild_outdated
+    from runner.contract.bundle_store import LocalBundleStore
+    from runner.engine import EngineOptions
+    from runner.settings import RunnerSettings
+
+    settings = RunnerSettings()
+    outcomes = rebuild_outdated(settings.compiled_dir, LocalBundleStore(settings.bundles_dir).component_path,
+                                EngineOptions(consume_fuel=settings.runner_fuel))
+    typer.echo(json.dumps([{"content_hash": h, "outcome": o} for h, o in outcomes], indent=2))
+    if any(o.startswith("failed") for _, o in outcomes):
+        raise typer.Exit(1)

@@ -32,8 +32,16 @@ from urllib.parse import urlencode
 import httpx
 from wasmtime import Store, WasiConfig, WasmtimeError
 
+from runner import metrics, tracing
+from runner.bulk.codec import (
+    MalformedBodyText,
+    base64_from_radix64,
+    canonical_base64_size,
+    radix64_from_base64,
+    radix64_from_bytes,
+)
 from runner.cache import ComponentCache, ComponentNotCompiledError, TTLCache
-from runner.compiler import ComponentReport, compile_component
+from runner.compiler import ComponentReport, compile_component, rebuild_outdated
 from runner.contract import execute as ex
 from runner.contract.bundle_store import BundleNotFoundError, LocalBundleStore, check_content_hash
 from runner.contract.capabilities import (
@@ -159,7 +167,7 @@ class Runner:
             SchedulerLimits(threads=s.effective_threads, tenant_cap=s.effective_tenant_max_concurrency,
                             install_cap=s.effective_install_max_concurrency,
                             tenant_queue=s.runner_tenant_queue_size, total_queue=s.runner_queue_size),
-            not_started=lambda: ExecuteResponse.failure(RunnerError.RUNNER_BUSY),
+            not_started=lambda: metrics.counted(ExecuteResponse.failure(RunnerError.RUNNER_BUSY)),
         )
         self._secrets_cache: TTLCache[tuple[str, ...], dict[str, str]] = TTLCache(4096, s.runner_secrets_cache_ttl_s)
         self._config_cache: TTLCache[tuple[str, ...], list[tuple[str, str]]] = TTLCache(4096, 3600.0)
@@ -167,6 +175,7 @@ class Runner:
             s.runner_idempotency_max_entries, s.runner_idempotency_ttl_s)
         self._compiling: set[str] = set()
         self._compiling_lock = threading.Lock()
+        metrics.watch_runner(self)  # queue depths, read when scraped
 
     # --- publish / install path ---------------------------------------------------------
 
@@ -288,21 +297,25 @@ class Runner:
         admission_ms = min(req.limits.admission_timeout_ms or s.runner_admission_timeout_ms,
                            s.runner_admission_timeout_ms)
 
+        submitted = time.monotonic()
+
         def job(started: float) -> ExecuteResponse:
+            metrics.QUEUE_WAIT_SECONDS.observe(max(0.0, started - submitted))
             try:
                 # The guest's budget starts now, not when the call arrived: time spent
                 # waiting for a worker is bounded by the admission deadline instead.
-                return self._run(req, caps, h, started + timeout_ms / 1000)
+                with tracing.span("extgate.runner.run", kind="server", parent_headers=h):
+                    return metrics.counted(self._run(req, caps, h, started + timeout_ms / 1000))
             except Exception:  # noqa: BLE001 - last line of defence: never kill the worker
                 log.exception("runner internal error")
-                return ExecuteResponse.failure(RunnerError.INTERNAL)
+                return metrics.counted(ExecuteResponse.failure(RunnerError.INTERNAL))
 
         admitted = self.scheduler.submit(req.context.tenant_id, req.context.install_id or "", job,
                                          time.monotonic() + admission_ms / 1000)
         if admitted is Refusal.TENANT_QUEUE_FULL:
-            return ExecuteResponse.failure(RunnerError.RUNNER_BUSY)
+            return metrics.counted(ExecuteResponse.failure(RunnerError.RUNNER_BUSY))
         if isinstance(admitted, Refusal):
-            return ExecuteResponse.failure(RunnerError.OVERLOADED)
+            return metrics.counted(ExecuteResponse.failure(RunnerError.OVERLOADED))
         # Generous outer bound once started: the epoch deadline fires first; this only
         # protects callers from a host call that ignores its own timeout.
         return _Admitted(admitted, idem, admission_ms / 1000, timeout_ms / 1000 + 30.0)
@@ -318,9 +331,11 @@ class Runner:
         # travels in `providers`): lines from before a grant never exist, so never show.
         debug_granted = DEBUG_LOGS in caps
         try:
-            component = self._component(ctx.content_hash)
+            component, bulk_export = self._component(ctx.content_hash)
             secrets = self._secrets(req, caps)
-            body = decode_body(req.http.body_b64, self.settings.runner_max_request_body_bytes)
+            limit = self.settings.runner_max_request_body_bytes
+            body: bytes | str | None = (decode_body(req.http.body_b64, limit) if bulk_export is None
+                                        else bulk_body_text(req.http.body_b64, limit))
         except _Failure as failure:
             if debug_granted:
                 self._publish(req, request_id, "runner", "error", f"request refused: {failure.code.value}")
@@ -363,12 +378,21 @@ class Runner:
             remaining_ms = max(1, int((deadline - time.monotonic()) * 1000))
             store.set_epoch_deadline(self.engine.ticks_for(remaining_ms))
             try:
-                instance = self.linker.instantiate(store, component)
-                handler = instance.get_func(store, "handler")
+                instantiating = time.perf_counter()
+                with tracing.span("extgate.guest.instantiate"):
+                    instance = self.linker.instantiate(store, component)
+                metrics.INSTANTIATE_SECONDS.observe(time.perf_counter() - instantiating)
+                handler = instance.get_func(store, bulk_export or "handler")
                 if handler is None:
                     raise _Failure(RunnerError.COMPONENT_INCOMPATIBLE)
-                result = call_typed(handler, store, self._handler_type(ctx.content_hash, handler, store),
-                                    guest_request)
+                type_key = ctx.content_hash if bulk_export is None else f"{ctx.content_hash}#{bulk_export}"
+                calling = time.perf_counter()
+                with tracing.span("extgate.guest.call"):
+                    result = call_typed(handler, store, self._handler_type(type_key, handler, store), guest_request)
+                metrics.CALL_SECONDS.observe(time.perf_counter() - calling)
+                if self.engine_options.consume_fuel:
+                    metrics.FUEL_CONSUMED.observe((req.limits.fuel or self.settings.runner_default_fuel)
+                                                  - store.get_fuel())
             except WasmtimeError as exc:
                 timed_out = time.monotonic() >= deadline
                 tail = " ".join(t for t, _ in stderr.lines(512)[-5:])
@@ -378,7 +402,7 @@ class Runner:
                 emit("runner", "error", f"execution failed: {code.value} after "
                      f"{(time.monotonic() - started) * 1000:.0f} ms")
                 return ExecuteResponse.failure(code)
-            return self._response(result, emit)
+            return self._response(result, emit, bulk=bulk_export is not None)
         except _Failure as failure:
             return ExecuteResponse.failure(failure.code)
         finally:
@@ -388,7 +412,7 @@ class Runner:
                 self._flush_output(stdout, "stdout", "info", emit, masks.max_len)
                 self._flush_output(stderr, "stderr", "error", emit, masks.max_len)
 
-    def _response(self, result: Any, emit: Any) -> ExecuteResponse:
+    def _response(self, result: Any, emit: Any, *, bulk: bool = False) -> ExecuteResponse:
         try:
             status = int(field(result, "status"))
             headers = {str(field(h, "name")).lower(): str(field(h, "value")) for h in field(result, "headers")}
@@ -398,11 +422,22 @@ class Runner:
         if not 100 <= status <= 599:
             emit("runner", "error", f"guest returned invalid status {status}")
             return ExecuteResponse.failure(RunnerError.INVALID_GUEST_RESPONSE)
-        if body is not None and len(body) > self.settings.runner_max_response_body_bytes:
-            emit("runner", "error", f"guest response body of {len(body)} bytes exceeds the cap")
+        body_b64: str | None = None
+        size = 0
+        if body is not None and bulk:
+            # radix-64 text from the bulk export: translated to the contract's base64, never decoded.
+            try:
+                body_b64, size = base64_from_radix64(body)
+            except (MalformedBodyText, AttributeError, TypeError):
+                return ExecuteResponse.failure(RunnerError.INVALID_GUEST_RESPONSE)
+        elif body is not None:
+            size = len(body)
+        if body is not None and size > self.settings.runner_max_response_body_bytes:
+            emit("runner", "error", f"guest response body of {size} bytes exceeds the cap")
             return ExecuteResponse.failure(RunnerError.PAYLOAD_TOO_LARGE)
-        return ExecuteResponse(status=status, headers=headers,
-                               body_b64=base64.b64encode(body).decode() if body is not None else None)
+        if body is not None and body_b64 is None:
+            body_b64 = base64.b64encode(body).decode()
+        return ExecuteResponse(status=status, headers=headers, body_b64=body_b64)
 
     def _flush_output(self, capture: OutputCapture, stream: str, level: str, emit: Any, slack: int = 0) -> None:
         # Cut `slack` bytes later than the limit so a secret straddling the cut is still
@@ -416,6 +451,8 @@ class Runner:
                  masks: SecretMasker | list[str] | None = None) -> None:
         masker = masks if isinstance(masks, SecretMasker) else SecretMasker(masks or ())
         message, redacted = masker.mask(message)
+        if redacted:
+            metrics.DEBUG_LINES_MASKED.inc()
         text, truncated = truncate_utf8(message.encode(), self.settings.runner_output_max_line_bytes)
         ctx = req.context
         event = DebugEvent(tenant_id=ctx.tenant_id, extension_id=ctx.extension_id, install_id=ctx.install_id,
@@ -441,10 +478,14 @@ class Runner:
                 self._handler_types[content_hash] = fty
         return fty
 
-    def _component(self, content_hash: str) -> Any:
+    def _component(self, content_hash: str) -> tuple[Any, str | None]:
+        """(component, the export to call for bulk bodies or None for the plain `handler`)."""
         try:
-            return self.components.get(content_hash)
+            component, bulk_export = self.components.get_with_export(content_hash)
+            metrics.record_artifact_lookup(hit=True)
+            return component, bulk_export if self.settings.runner_bulk_bodies else None
         except ComponentNotCompiledError:
+            metrics.record_artifact_lookup(hit=False)
             try:
                 self.bundle_store.component_path(content_hash)
             except BundleNotFoundError:
@@ -492,7 +533,18 @@ class Runner:
         """Load the most recently used compiled components (`runner_warm_components`) into
         the cache; processes call it at start so a restart costs no first-request load."""
         n = self.settings.runner_warm_components
-        return self.components.warm(n) if n > 0 else []
+        warmed = self.components.warm(n) if n > 0 else []
+        # Components published before the current bulk transform: rebuilt one at a time in
+        # the background (never on the request path); meanwhile their earlier artifacts
+        # serve through the plain `handler`.
+        if self.settings.runner_rebuild_outdated_artifacts and self.components.outdated_on_disk():
+            threading.Thread(target=self._rebuild_outdated, name="extgate-rebuild", daemon=True).start()
+        return warmed
+
+    def _rebuild_outdated(self) -> None:
+        for content_hash, outcome in rebuild_outdated(self.settings.compiled_dir, self.bundle_store.component_path,
+                                                      self.engine_options, on_done=self.components.evict):
+            log.info("artifact of %s rebuilt: %s", content_hash, outcome)
 
     def close(self) -> None:
         self.scheduler.close()
@@ -555,6 +607,21 @@ def decode_body(body_b64: str | None, limit: int) -> bytes | None:
     if len(body) > limit:
         raise _Failure(RunnerError.PAYLOAD_TOO_LARGE)
     return body
+
+
+def bulk_body_text(body_b64: str | None, limit: int) -> str | None:
+    """The request body for a bulk export: radix-64 text (one string across the C API).
+    Canonical base64 - what the gateway sends - is translated without being decoded;
+    anything else goes through `decode_body`, so both paths accept and refuse alike."""
+    if body_b64 is None:
+        return None
+    size = canonical_base64_size(body_b64)
+    if size is None:
+        body = decode_body(body_b64, limit)
+        return None if body is None else radix64_from_bytes(body)
+    if len(body_b64) > (limit // 3 + 1) * 4 + 4 or size > limit:
+        raise _Failure(RunnerError.PAYLOAD_TOO_LARGE)
+    return radix64_from_base64(body_b64)
 
 
 def guest_url(path: str, query: Mapping[str, str]) -> str:

@@ -1,6 +1,6 @@
 """Runner settings (environment variables prefixed `EXTGATE_`).
 
-Everything has a laptop default under `EXTGATE_DATA_DIR` (`./.extgate`): the dev keyring
+Everything has a laptop default under `EXTGATE_DATA_DIR` (per user: `~/.local/share/extgate`): the dev keyring
 (`keys/secret-keys`), the service credential (`keys/runner-token`), bundles and compiled
 artifacts, and a SQLite database for the KV store.
 """
@@ -14,6 +14,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from runner.contract.data_dir import default_data_dir
 from runner.contract.envelope import Keyring, load_or_create_dev_keyring
 
 MIB = 1024 * 1024
@@ -36,7 +37,7 @@ class DevKeysNotAllowed(ValueError):
 class RunnerSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="EXTGATE_", extra="ignore")
 
-    data_dir: Path = Path("./.extgate")
+    data_dir: Path = Field(default_factory=default_data_dir)  # runner/contract/data_dir.py
     runner_token: SecretStr | None = None
     secret_keys: SecretStr | None = None
     database_url: str | None = None
@@ -70,6 +71,12 @@ class RunnerSettings(BaseSettings):
     # At start, deserialize this many of the most recently used compiled components (0: off),
     # so the first request after a restart does not pay for loading its artifact.
     runner_warm_components: int = 8
+    # Call a component's bulk-body export (`handler-b64`, added at publish) when it has one;
+    # false: always the plain `handler` (an operator's switch back, no republish needed).
+    runner_bulk_bodies: bool = True
+    # At start, rebuild in the background the artifacts an earlier transform version built
+    # (they keep serving through the plain path until then); false: only `extgate runner recompile`.
+    runner_rebuild_outdated_artifacts: bool = True
 
     # per-request limits (request values are clamped to the maxima)
     runner_default_timeout_ms: int = 10_000

@@ -3,10 +3,12 @@
 import threading
 
 from runner.logging_config import configure_logging
+from runner.tracing import configure_tracing
 from service.app import create_app
 from service.gateway.transport import InProcessTransport
 
 configure_logging()
+configure_tracing("extgate-gateway")  # only when OTEL_TRACES_EXPORTER names an exporter
 app = create_app()
 
 

@@ -18,6 +18,7 @@ from service.debug.config import DebugSessionSettings
 from service.debug.runtime import build_debug_runtime
 from service.denials import DenialRecorder
 from service.gateway import build_gateway
+from service.observability.readiness import register_observability
 from service.policy import CedarAuthorizer, PolicyService
 from service.registry.publishing import ComponentValidator, SignaturePolicy
 from service.registry.signing import parse_trusted_keys
@@ -57,7 +58,7 @@ class ServiceContainer:
 
 def default_component_validator(settings: Settings) -> ComponentValidator:
     """Validate and precompile in a subprocess (compilation peaks at ~350 MB RSS)."""
-    from runner.compiler import CompileFailedError, ComponentRejectedError, compile_component
+    from runner.compiler import CompileFailedError, ComponentRejectedError, bulk_summary, compile_component
     from runner.engine import EngineOptions
     from runner.settings import RunnerSettings
     from service.errors import InvalidInput
@@ -67,13 +68,15 @@ def default_component_validator(settings: Settings) -> ComponentValidator:
     runner_settings = RunnerSettings(data_dir=settings.data_dir)
     options = EngineOptions(consume_fuel=runner_settings.runner_fuel)
 
-    def validate(component: bytes, content_hash: str) -> None:
+    def validate(component: bytes, content_hash: str) -> str:
         try:
-            compile_component(component, runner_settings.compiled_dir, content_hash=content_hash, options=options)
+            report = compile_component(component, runner_settings.compiled_dir, content_hash=content_hash,
+                                       options=options)
         except ComponentRejectedError as exc:
             raise InvalidInput(str(exc), code="component_rejected") from exc
         except CompileFailedError as exc:
             raise InvalidInput(str(exc), code="component_invalid") from exc
+        return bulk_summary(report)  # `ext publish` prints it: bulk bodies, or why not
 
     return validate
 
@@ -125,4 +128,5 @@ def build_container(
     services.gateway = build_gateway(services)
     services.debug = build_debug_runtime(DebugSessionSettings(), db=db, policy=policy, audit=audit_log,
                                          denials=denials)
+    register_observability(services)  # readiness probes, policy metrics, scrape-time state
     return services

@@ -90,26 +90,35 @@ def prepare_demo(c: ServiceContainer) -> DemoInfo:
     return DemoInfo(DEMO_TENANT, published.slug, install_id, published.content_hash, tokens)
 
 
-def describe(info: DemoInfo, base_url: str) -> str:
+def token_variable(role: str) -> str:
+    """The shell variable the banner exports a role's token as: `platform-admin` → `PLATFORM_ADMIN`."""
+    return role.upper().replace("-", "_")
+
+
+def describe(info: DemoInfo, base_url: str, data_dir: str | None = None) -> str:
+    """The `make run` banner: every token exported first, then the calls that use them, so the
+    whole block can be pasted into a shell in order."""
+    ext = f"{base_url}/api/ext/{info.slug}"
+    admin = f"{base_url}/api/admin/tenants/{info.tenant}/installs"
     lines = [
         "",
         "extgate demo ready",
         f"  tenant:     {info.tenant}",
         f"  extension:  {info.slug}  (install {info.install_id})",
         f"  bundle:     {info.content_hash}",
-        "",
-        "Tokens (development only, valid 12 h):",
     ]
-    lines += [f"  {name:15} {tok}" for name, tok in info.tokens.items()]
+    if data_dir:
+        lines.append(f"  {data_dir}")
+    lines += ["", "Tokens (development only, valid 12 h), as shell variables:"]
+    lines += [f"  export {token_variable(role)}={tok}" for role, tok in info.tokens.items()]
     lines += [
         "",
-        "Try:",
-        f'  curl -s -H "authorization: Bearer $VIEWER" {base_url}/api/ext/{info.slug}/hello',
-        f"  (export VIEWER={info.tokens['viewer']})",
-        f'  curl -s -H "authorization: Bearer $ADMIN" {base_url}/api/admin/tenants/{info.tenant}/installs',
-        f'  curl -s -H "authorization: Bearer $ADMIN" '
-        f"{base_url}/api/admin/tenants/{info.tenant}/installs/{info.install_id}/secrets",
-        f"  (export ADMIN={info.tokens['admin']})",
+        "Then try:",
+        f'  curl -s -H "authorization: Bearer $VIEWER" {ext}/hello',
+        f'  curl -s -X PUT -H "authorization: Bearer $EDITOR" -H "x-idempotency-key: k1" --data v {ext}/kv/notes/first',
+        f'  curl -s -H "authorization: Bearer $ADMIN" {admin}',
+        f'  curl -s -H "authorization: Bearer $ADMIN" {admin}/{info.install_id}/secrets',
+        f'  EXTGATE_TOKEN=$OPERATOR .venv/bin/extgate debug tail {info.slug} --justification "trying extgate"',
         "",
     ]
     return "\n".join(lines)

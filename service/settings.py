@@ -16,6 +16,7 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from runner.contract.data_dir import default_data_dir
 from runner.contract.envelope import Keyring, load_or_create_dev_keyring
 from runner.contract.redis_url import check_redis_url
 from runner.settings import DevKeysNotAllowed
@@ -36,10 +37,21 @@ def read_or_create_secret_file(path: Path, nbytes: int = 32) -> str:
     return value
 
 
+SHIPPED_POLICIES = Path(__file__).resolve().parents[1] / "policies"
+
+
+def default_policy_dir() -> Path:
+    """`EXTGATE_POLICY_DIR`'s default: this installation's `policies/` (a source checkout's), so
+    a command run from an extension's directory bootstraps the same policies as `make run`;
+    `./policies` when the installation ships none."""
+    return SHIPPED_POLICIES if SHIPPED_POLICIES.is_dir() else Path("policies")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="EXTGATE_", extra="ignore")
 
-    data_dir: Path = Path(".extgate")
+    # Unset: one per-user store, whatever the working directory (runner/contract/data_dir.py).
+    data_dir: Path = Field(default_factory=default_data_dir)
     database_url: str | None = None
     redis_url: str | None = None
     runner_url: str | None = Field(default=None, description="comma-separated runner base URLs")
@@ -99,7 +111,8 @@ class Settings(BaseSettings):
     max_bundle_bytes: int = 64 * 1024 * 1024
 
     # Policies
-    policy_dir: Path = Path("policies")
+    # Unset: the policies shipped with this installation, whatever the working directory.
+    policy_dir: Path = Field(default_factory=default_policy_dir)
     # Share of policies (0-1) that must determine at least one policy test before a reload
     # or rollback may activate a bundle (`--allow-untested` overrides, audited).
     policy_min_coverage: float = Field(default=1.0, ge=0.0, le=1.0)

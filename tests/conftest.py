@@ -9,6 +9,7 @@ instead of skipping it.
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +21,11 @@ from sqlalchemy.engine import make_url
 PG_ADMIN_URL = os.environ.get("EXTGATE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("EXTGATE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 REQUIRE_SERVICES = os.environ.get("EXTGATE_REQUIRE_SERVICES") == "1"
+
+# The per-user default data directory ($XDG_DATA_HOME/extgate) points into a temp dir for the
+# whole run (subprocesses inherit it): tests never write into the real home directory. Tests
+# that need their own store set EXTGATE_DATA_DIR.
+os.environ["XDG_DATA_HOME"] = tempfile.mkdtemp(prefix="extgate-tests-xdg-")
 
 
 def _unavailable(what: str, exc: Exception) -> None:

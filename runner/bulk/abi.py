@@ -52,7 +52,19 @@ class Record:
     fields: tuple[tuple[str, Ty], ...]
 
 
-Ty = Prim | ListOf | OptionOf | Record
+@dataclass(frozen=True)
+class EnumOf:
+    name: str
+    cases: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ResultOf:
+    ok: Ty | None
+    err: Ty | None
+
+
+Ty = Prim | ListOf | OptionOf | Record | EnumOf | ResultOf
 
 U8, STRING = Prim("u8"), Prim("string")
 BYTES = ListOf(U8)
@@ -69,14 +81,24 @@ def align_to(offset: int, alignment: int) -> int:
     return -(-offset // alignment) * alignment
 
 
+def _cases(t: OptionOf | ResultOf) -> list[Ty | None]:
+    return [None, t.payload] if isinstance(t, OptionOf) else [t.ok, t.err]
+
+
 def alignment(t: Ty) -> int:
     if isinstance(t, Prim):
         return _PRIM_LAYOUT[t.name][1]
     if isinstance(t, ListOf):
         return 4
-    if isinstance(t, OptionOf):  # variant {none, some(T)}: u8 discriminant
-        return max(1, alignment(t.payload))
+    if isinstance(t, EnumOf):
+        return _enum_size(t)
+    if isinstance(t, OptionOf | ResultOf):  # variants of two cases: u8 discriminant
+        return max([1] + [alignment(c) for c in _cases(t) if c is not None])
     return max((alignment(ft) for _, ft in t.fields), default=1)
+
+
+def _enum_size(t: EnumOf) -> int:
+    return 1 if len(t.cases) <= 256 else 2 if len(t.cases) <= 65536 else 4
 
 
 def size(t: Ty) -> int:
@@ -84,8 +106,11 @@ def size(t: Ty) -> int:
         return _PRIM_LAYOUT[t.name][0]
     if isinstance(t, ListOf):
         return 8
-    if isinstance(t, OptionOf):
-        return align_to(option_payload_offset(t) + size(t.payload), alignment(t))
+    if isinstance(t, EnumOf):
+        return _enum_size(t)
+    if isinstance(t, OptionOf | ResultOf):
+        payload = max([0] + [size(c) for c in _cases(t) if c is not None])
+        return align_to(variant_payload_offset(t) + payload, alignment(t))
     end = 0
     for _, ft in t.fields:
         end = align_to(end, alignment(ft)) + size(ft)
@@ -94,7 +119,44 @@ def size(t: Ty) -> int:
 
 def option_payload_offset(t: OptionOf) -> int:
     """The payload follows the 1-byte discriminant, aligned to the payload's alignment."""
-    return align_to(1, alignment(t.payload))
+    return variant_payload_offset(t)
+
+
+def variant_payload_offset(t: OptionOf | ResultOf) -> int:
+    return align_to(1, max([1] + [alignment(c) for c in _cases(t) if c is not None]))
+
+
+def flatten(t: Ty) -> list[str]:
+    """The core value types `t` flattens to (CanonicalABI.md, "Flattening")."""
+    if isinstance(t, Prim):
+        return ["i64"] if t.name in ("u64", "s64") else [t.name] if t.name in ("f32", "f64") else \
+            ["i32", "i32"] if t.name == "string" else ["i32"]
+    if isinstance(t, ListOf):
+        return ["i32", "i32"]
+    if isinstance(t, EnumOf):
+        return ["i32"]
+    if isinstance(t, Record):
+        return [core for _, ft in t.fields for core in flatten(ft)]
+    joined: list[str] = []
+    for case in _cases(t):
+        for i, core in enumerate(flatten(case) if case is not None else []):
+            if i == len(joined):
+                joined.append(core)
+            elif joined[i] != core:
+                joined[i] = "i32" if {joined[i], core} == {"i32", "f32"} else "i64"
+    return ["i32", *joined]
+
+
+def core_signature(params: list[Ty], result: Ty | None) -> tuple[list[str], list[str]]:
+    """The core signature of a lowered import (`canon lower`): params spill to memory beyond
+    16 flat values, results beyond 1 go to a caller-allocated return pointer."""
+    flat_params = [core for p in params for core in flatten(p)]
+    if len(flat_params) > MAX_FLAT_PARAMS:
+        flat_params = ["i32"]
+    flat_results = flatten(result) if result is not None else []
+    if len(flat_results) > MAX_FLAT_RESULTS:
+        return [*flat_params, "i32"], []
+    return flat_params, flat_results
 
 
 def field_offset(t: Record, name: str) -> tuple[int, Ty]:
@@ -108,13 +170,7 @@ def field_offset(t: Record, name: str) -> tuple[int, Ty]:
 
 
 def flat_count(t: Ty) -> int:
-    if isinstance(t, Prim):
-        return _PRIM_LAYOUT[t.name][2]
-    if isinstance(t, ListOf):
-        return 2
-    if isinstance(t, OptionOf):
-        return 1 + flat_count(t.payload)
-    return sum(flat_count(ft) for _, ft in t.fields)
+    return len(flatten(t))
 
 
 def same_shape(a: Ty, b: Ty) -> bool:
@@ -132,6 +188,7 @@ def same_shape(a: Ty, b: Ty) -> bool:
 # --- reading the WIT ----------------------------------------------------------------------
 
 _RECORD = re.compile(r"record\s+([a-z][a-z0-9-]*)\s*\{([^}]*)\}")
+_ENUM = re.compile(r"enum\s+([a-z][a-z0-9-]*)\s*\{([^}]*)\}")
 _LINE_COMMENT = re.compile(r"//[^\n]*")
 
 
@@ -141,6 +198,7 @@ def world_records(wit_path: Path = WIT_PATH) -> dict[str, Record]:
     text = _LINE_COMMENT.sub("", wit_path.read_text())
     raw = {m.group(1): m.group(2) for m in _RECORD.finditer(text)}
     resolved: dict[str, Record] = {}
+    enums = world_enums(wit_path)
 
     def parse_type(expr: str) -> Ty:
         expr = expr.strip()
@@ -151,6 +209,8 @@ def world_records(wit_path: Path = WIT_PATH) -> dict[str, Record]:
                 return wrap(parse_type(expr[len(ctor):-1]))
         if expr in raw:
             return record(expr)
+        if expr in enums:
+            return enums[expr]
         raise UnsupportedType(expr)
 
     def record(name: str) -> Record:
@@ -170,9 +230,18 @@ def world_records(wit_path: Path = WIT_PATH) -> dict[str, Record]:
     return resolved
 
 
+@cache
+def world_enums(wit_path: Path = WIT_PATH) -> dict[str, EnumOf]:
+    text = _LINE_COMMENT.sub("", wit_path.read_text())
+    return {m.group(1): EnumOf(m.group(1), tuple(c.strip() for c in m.group(2).split(",") if c.strip()))
+            for m in _ENUM.finditer(text)}
+
+
 def _split_fields(body: str) -> list[str]:
     """Split `a: x, b: option<list<u8>>` on top-level commas."""
-    parts, depth, current = [], 0, []
+    parts: list[str] = []
+    current: list[str] = []
+    depth = 0
     for ch in body:
         depth += (ch == "<") - (ch == ">")
         if ch == "," and depth == 0:

@@ -17,6 +17,7 @@ import uuid
 from collections import deque
 from dataclasses import dataclass
 
+from runner import metrics
 from runner.debug import DebugEvent
 from runner.debug.config import DebugPublisherSettings
 from runner.debug.streams import Entry, StreamWriter
@@ -105,6 +106,7 @@ class DebugPublisher:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._drain_loop, name="extgate-debug-publisher", daemon=True)
+        metrics.watch_debug_publisher(self)  # lines published/dropped and the Redis state, read when scraped
         self._thread.start()
 
     # --- guest side: O(1), no I/O ----------------------------------------------------

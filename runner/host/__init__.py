@@ -6,6 +6,8 @@ from wasmtime import Engine
 from wasmtime.component import Linker
 
 from runner.host import (
+    bulk_http,
+    bulk_storage,
     clients,
     config,
     context,
@@ -21,7 +23,7 @@ from runner.host import (
 )
 
 _MODULES = (context, secrets, config, http, storage, logging, user, ui_proxy, scheduler, invoicing,
-            clients, services)
+            clients, services, bulk_storage, bulk_http)
 
 # Every interface name the host serves (the publish-time import allowlist uses this).
 ALGA_INTERFACES = frozenset(

@@ -21,6 +21,7 @@ from runner.contract.capabilities import HTTP_FETCH
 from runner.egress import EgressBlocked
 from runner.host.state import CallState, current
 from runner.host.values import field, rec
+from runner.tracing import traced
 
 INTERFACE = "alga:extension/http"
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -102,4 +103,4 @@ def fetch(_store: Any, request: Record) -> Record | str:
 
 def register(root: LinkerInstance) -> None:
     with root.add_instance(INTERFACE) as inst:
-        inst.add_func("fetch", fetch)
+        inst.add_func("fetch", traced("extgate.host.http.fetch")(fetch))

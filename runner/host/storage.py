@@ -17,6 +17,7 @@ from runner.contract.capabilities import STORAGE_KV
 from runner.host.state import CallState, current
 from runner.host.values import field, rec
 from runner.storage.base import KVEntry, StorageConflictError, StorageMissingError
+from runner.tracing import traced
 
 INTERFACE = "alga:extension/storage"
 log = logging.getLogger(__name__)
@@ -104,7 +105,7 @@ def list_entries(_store: Any, namespace: str, cursor: str | None) -> list[Record
 
 def register(root: LinkerInstance) -> None:
     with root.add_instance(INTERFACE) as inst:
-        inst.add_func("get", get)
-        inst.add_func("put", put)
-        inst.add_func("delete", delete)
-        inst.add_func("list-entries", list_entries)
+        inst.add_func("get", traced("extgate.host.storage.get")(get))
+        inst.add_func("put", traced("extgate.host.storage.put")(put))
+        inst.add_func("delete", traced("extgate.host.storage.delete")(delete))
+        inst.add_func("list-entries", traced("extgate.host.storage.list")(list_entries))

@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.errors import DomainError
+from service.observability.metrics import set_error_code
 
 log = logging.getLogger("extgate.api")
 
@@ -108,6 +109,7 @@ def install_error_handlers(app: FastAPI) -> None:
         request_id = getattr(request.state, "request_id", None)
         log.error("dependency unavailable: %s (%s)", dependency, type(exc).__name__,
                   extra={"request_id": request_id})
+        set_error_code(request.scope, "service_unavailable")
         return outage_response(dependency, request_id)
 
     # Registered per class so they are answered by the exception middleware (a plain
@@ -118,15 +120,18 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
     async def _domain(request: Request, exc: DomainError) -> JSONResponse:
         headers = {"www-authenticate": "Bearer"} if exc.status == 401 else None
+        set_error_code(request.scope, exc.code)
         return error_response(exc.status, exc.code, exc.detail, headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        set_error_code(request.scope, "invalid_request")
         return error_response(422, "invalid_request", _safe_validation_errors(exc))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = _STATUS_CODES.get(exc.status_code, "error")
+        set_error_code(request.scope, code)
         return error_response(exc.status_code, code, None, dict(exc.headers or {}) or None)
 
     @app.exception_handler(Exception)
@@ -136,6 +141,8 @@ def install_error_handlers(app: FastAPI) -> None:
         if dependency is not None:  # an outage wrapped in another exception: still a 503
             log.error("dependency unavailable: %s (%s)", dependency, type(exc).__name__,
                       extra={"request_id": request_id})
+            set_error_code(request.scope, "service_unavailable")
             return outage_response(dependency, request_id)
         log.exception("unhandled error", extra={"request_id": request_id})
+        set_error_code(request.scope, "internal_error")
         return error_response(500, "internal_error", {"request_id": request_id})

@@ -49,7 +49,9 @@ def readyz(services: Services) -> Any:
         checks["database"] = {"ok": False, "backend": services.db.dialect, "reason": type(exc).__name__}
     for name, probe in services.extras.get("readiness_probes", {}).items():
         try:
-            checks[name] = {"ok": bool(probe())}
+            result = probe()  # a bool, or {"ok": bool, ...state} (service.observability.readiness)
+            found: dict[str, Any] = dict(result) if isinstance(result, dict) else {"ok": result}
+            checks[name] = {**found, "ok": bool(found.get("ok"))}
         except Exception as exc:  # noqa: BLE001
             checks[name] = {"ok": False, "reason": type(exc).__name__}
     ready = all(c["ok"] for c in checks.values())

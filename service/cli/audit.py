@@ -28,6 +28,7 @@ from audit.note import NoteError, NoteSigner, NoteVerifier
 from audit.records import parse_time_us
 from audit.sql import SqlAuditLog
 from audit.verify import EXIT_USAGE, Status, verify_inclusion_bundle, verify_log
+from service.cli.common import emit, json_forced
 
 app = typer.Typer(help="Tamper-evident audit log: verify, checkpoint, export, prove.", no_args_is_help=True)
 
@@ -174,6 +175,9 @@ def checkpoint_now() -> None:
     finally:
         log.engine.dispose()
     assert log.checkpoint_dir is not None
+    if json_forced():
+        emit({"size": info.size, "root": info.root.hex(), "exported_to": str(log.checkpoint_dir), "note": info.note})
+        return
     typer.echo(f"checkpoint size {info.size} root {info.root.hex()}", err=True)
     typer.echo(f"exported to {log.checkpoint_dir}", err=True)
     sys.stdout.write(info.note)
@@ -252,7 +256,10 @@ def verify_proof(
     except (OSError, ValueError) as exc:
         raise _fail(f"cannot read {proof}: {exc}") from exc
     ok, message = verify_inclusion_bundle(bundle, verifiers)
-    typer.echo(("valid: " if ok else "INVALID: ") + message)
+    if json_forced():
+        emit({"valid": ok, "message": message})
+    else:
+        typer.echo(("valid: " if ok else "INVALID: ") + message)
     raise typer.Exit(0 if ok else 1)
 
 
@@ -260,5 +267,9 @@ def verify_proof(
 def public_key() -> None:
     """Print the trusted verifier key(s) (`name+keyid+base64`), for auditors and tenants."""
     settings, audit = _env()
-    for verifier in _verifiers(settings, audit, []):
-        typer.echo(verifier.vkey)
+    keys = [verifier.vkey for verifier in _verifiers(settings, audit, [])]
+    if json_forced():
+        emit({"public_keys": keys})
+        return
+    for vkey in keys:
+        typer.echo(vkey)

@@ -10,8 +10,9 @@ from audit.config import AuditConfigError
 from runner.cli import app as runner_app
 from runner.settings import DevKeysNotAllowed
 from service.cli.audit import app as audit_app
-from service.cli.common import EXIT_USAGE, emit, fail
+from service.cli.common import EXIT_USAGE, add_json_flags, emit, fail
 from service.cli.debug import app as debug_app
+from service.cli.dev import dev as dev_loop
 from service.cli.policy import app as policy_app
 from service.cli.registry import ext_app, install_app
 from service.cli.scaffold import new as scaffold_new
@@ -22,6 +23,7 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(ext_app, name="ext")
 ext_app.command("new")(scaffold_new)  # `extgate ext new` (service/cli/scaffold.py)
+app.command("dev")(dev_loop)  # `extgate dev DIR` (service/cli/dev.py)
 app.add_typer(install_app, name="install")
 app.add_typer(policy_app, name="policy", help="Validate, test, explain, diff, reload and roll back Cedar policies.")
 app.add_typer(audit_app, name="audit")
@@ -53,6 +55,9 @@ def serve(
     # Client addresses go into audit records: X-Forwarded-For is believed only from the
     # proxies named in EXTGATE_FORWARDED_ALLOW_IPS, never from anyone by default.
     trusted = settings.forwarded_allow_ips  # validated and normalized by Settings
+    from runner.contract.data_dir import describe_data_dir
+
+    typer.echo(f"extgate: {describe_data_dir(settings.data_dir)}", err=True)  # which store this server uses
     uvicorn.run(
         "service.asgi:app",
         host=host or settings.host,
@@ -157,6 +162,8 @@ def token(
     name: Annotated[str | None, typer.Option()] = None,
     email: Annotated[str | None, typer.Option()] = None,
     user_type: Annotated[str, typer.Option()] = "internal",
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="print the token alone: TOKEN=$(extgate token -q ...)")]
+    = False,
 ) -> None:
     """Mint a development token (HS256 with the embedded secret)."""
     from service.auth.tokens import mint_dev_token
@@ -174,6 +181,9 @@ def token(
         )
     except ValueError as exc:
         fail("invalid_argument", str(exc), EXIT_USAGE)
+        return
+    if quiet:
+        typer.echo(value)
         return
     emit({"token": value, "tenant": tenant, "sub": user, "roles": sorted(set(role)), "expires_in": ttl})
 
@@ -214,10 +224,10 @@ app.add_typer(demo_app, name="demo")
 def demo_setup() -> None:
     """Publish and install the demo extension for tenant `demo`; prints ids and dev tokens as JSON."""
     from service.cli.common import services
-    from service.demo import demo_json, prepare_demo
+    from service.demo import prepare_demo
 
     with services() as c:
-        typer.echo(demo_json(prepare_demo(c)))
+        emit(prepare_demo(c).__dict__)
 
 
 @demo_app.command("serve")
@@ -232,9 +242,15 @@ def demo_serve(
     settings = Settings()
     with services() as c:
         info = prepare_demo(c)
-    typer.echo(describe(info, f"http://{host or settings.host}:{port or settings.port}"))
+    from runner.contract.data_dir import describe_data_dir
+
+    base_url = f"http://{host or settings.host}:{port or settings.port}"
+    typer.echo(describe(info, base_url, describe_data_dir(settings.data_dir)))
     serve(host=host, port=port, workers=1)
 
+
+# Every verb takes --json (servers and `dev`, which stream, excepted): service/cli/common.py.
+add_json_flags(app, skip=frozenset({"serve", "dev"}))
 
 if __name__ == "__main__":
     app()

@@ -57,7 +57,7 @@ def ext_publish(
     """Validate, precompile and publish a bundle; prints ids, version and content hash."""
     if signature_file is not None:
         signature = signature_file.read_text().strip()
-    with services() as c:
+    with services(mutating=True) as c:
         try:
             bundle = load_bundle_path(path, limits=BundleLimits(max_archive_bytes=c.settings.max_bundle_bytes))
         except BundleError as exc:
@@ -116,7 +116,7 @@ def install_create(
     disabled: Annotated[bool, typer.Option(help="create disabled")] = False,
 ) -> None:
     """Install an extension for a tenant with an explicit capability grant."""
-    with services(validate_component=None) as c:
+    with services(mutating=True, validate_component=None) as c:
         caps = list(grant or [])
         if grant_declared:
             with c.db.session() as session:
@@ -137,7 +137,7 @@ def install_list(tenant: Tenant) -> None:
 
 
 def _toggle(tenant: str, install_id: str, enabled: bool) -> None:
-    with services(validate_component=None) as c:
+    with services(mutating=True, validate_component=None) as c:
         row = install_commands.set_enabled(CommandContext(c), cli_caller(), tenant, install_id, enabled)
         emit(InstallOut.of(row).model_dump(mode="json"))
 
@@ -163,7 +163,7 @@ def install_upgrade(
     approve_declared: Annotated[bool, typer.Option(help="approve everything the target declares")] = False,
 ) -> None:
     """Move an install to another version; more capabilities need explicit approval."""
-    with services(validate_component=None) as c:
+    with services(mutating=True, validate_component=None) as c:
         approved: list[str] | None = list(approve) if approve else None
         if approve_declared:
             with c.db.session() as session:
@@ -178,7 +178,7 @@ def install_upgrade(
 @install_app.command("remove")
 def install_remove(tenant: Tenant, install_id: str) -> None:
     """Uninstall; the install's config and secrets are deleted."""
-    with services(validate_component=None) as c:
+    with services(mutating=True, validate_component=None) as c:
         install_commands.remove_install(CommandContext(c), cli_caller(), tenant, install_id)
         emit({"removed": install_id})
 
@@ -197,7 +197,7 @@ def config_set(
         if not isinstance(values, dict):
             fail("invalid_config", "the JSON must be an object", EXIT_USAGE)
         values = {**values, **_pairs(pairs, "config")}
-    with services(validate_component=None) as c:
+    with services(mutating=True, validate_component=None) as c:
         row = install_data.set_config(CommandContext(c), cli_caller(), tenant, install_id, values,
                                       expected_version=expected_version)
         emit(ConfigOut.of(install_id, row).model_dump(mode="json"))
@@ -228,7 +228,7 @@ def secrets_set(
         fail("invalid_secrets", "the JSON must be an object", EXIT_USAGE)
     changes = {**changes, **_pairs(pairs or [], "secret"), **dict.fromkeys(delete or [])}
     kwargs = {"expires_at": expires_at} if expires_at is not None else {}
-    with services(validate_component=None) as c:
+    with services(mutating=True, validate_component=None) as c:
         row = install_data.set_secrets(CommandContext(c), cli_caller(), tenant, install_id, changes, **kwargs)
         emit(SecretsOut.of(install_id, row).model_dump(mode="json"))
 
@@ -248,7 +248,7 @@ def secrets_rotate(
     all_installs: Annotated[bool, typer.Option("--all", help="every install not sealed with the active key")] = False,
 ) -> None:
     """Re-seal with the keyring's active (first) key."""
-    with services(validate_component=None) as c:
+    with services(mutating=True, validate_component=None) as c:
         if all_installs:
             rotated = install_data.rotate_all(CommandContext(c), cli_caller())
             emit({"rotated": [{"tenant_id": t, "install_id": i} for t, i in rotated],

@@ -48,7 +48,7 @@ def names(name: str, publisher: str) -> dict[str, str]:
         )
     short = manifest_name.rsplit(".", 1)[-1]
     return {"name": short, "manifest_name": manifest_name, "publisher": publisher,
-            "slug": f"{publisher}.{manifest_name}",  # how installs and the gateway name it
+            "slug": f"{publisher}.{manifest_name}".lower(),  # how installs and the gateway name it
             "npm_name": manifest_name.replace(".", "-")}
 
 
@@ -120,6 +120,24 @@ def new(
     except (ValueError, FileExistsError, FileNotFoundError) as exc:
         fail("invalid_argument", str(exc), EXIT_USAGE)
         return
+    emit({"created": str(target), "lang": lang.value, "manifest_name": values["manifest_name"],
+          "slug": values["slug"], "files": files, "next": next_steps(lang, target, values["slug"]),
+          "server": "the curl needs a running server on the same data directory: `make run` in the extgate "
+                    "checkout, or `extgate serve`; `extgate dev .` rebuilds and republishes on every save"})
+
+
+def next_steps(lang: Lang, target: Path, slug: str, tenant: str = "acme") -> list[str]:
+    """Shell commands, run in order from where `ext new` ran: build, publish into the per-user
+    store the server uses, install for a tenant, and call the extension through the gateway."""
+    import os
+
     build = "python build.py --bundle" if lang is Lang.python else "npm ci && node build.mjs --bundle"
-    emit({"created": str(target), "lang": lang.value, "manifest_name": values["manifest_name"], "files": files,
-          "next": [f"cd {target}", build, "extgate ext publish build/bundle"]})
+    base = f"http://{os.environ.get('EXTGATE_HOST', '127.0.0.1')}:{os.environ.get('EXTGATE_PORT', '8000')}"
+    return [
+        f"cd {target}",
+        build,
+        "extgate ext publish build/bundle",
+        f"extgate install create --tenant {tenant} {slug} --grant-declared",
+        f"TOKEN=$(extgate token --tenant {tenant} --user dev --role editor --quiet)",
+        f'curl -s -H "authorization: Bearer $TOKEN" {base}/api/ext/{slug}/hello',
+    ]

@@ -37,8 +37,10 @@ from starlette.responses import Response
 
 from audit.actions import decision_event, execution_event
 from audit.records import Actor, AuditEvent
+from runner import tracing
 from runner.contract.capabilities import effective_grant
 from runner.contract.execute import ExecuteResponse, RunnerError
+from runner.logging_config import bind_log_context, reset_log_context
 from service.auth.principal import Principal
 from service.auth.tokens import AuthenticationError
 from service.denials import log_tenant, principal_key
@@ -58,6 +60,7 @@ from service.gateway.installs import InstallChanged, InstallInfo, find_install, 
 from service.gateway.matcher import EndpointMatch, EndpointTable, match_endpoint
 from service.gateway.ratelimit import RateLimiter, RateLimitUnavailable
 from service.gateway.transport import RunnersDown, RunnerTimeout, RunnerTransport, RunnerUnavailable
+from service.observability.metrics import IDEMPOTENT_REPLAYS, RATE_LIMITED, set_error_code, set_tenant
 from service.policy.model import NO_BUNDLE_ID, Decision, InstallFacts
 from service.policy.model import EndpointMatch as PolicyEndpointMatch
 
@@ -168,10 +171,18 @@ class Gateway:
 
     async def handle(self, request: Request, extension: str, path: str) -> Response:
         rid: str = getattr(request.state, "request_id", None) or uuid.uuid4().hex
+        log_context = bind_log_context()  # tenant, extension and install join once resolved
         try:
-            return await self._handle(request, rid, extension, path)
+            with tracing.span("extgate.gateway", {"http.request.method": request.method, "extgate.request_id": rid},
+                              kind="server", parent_headers=request.headers):
+                return await self._handle(request, rid, extension, path)
         except GatewayError as err:
+            set_error_code(request.scope, err.code)
+            if err.code == "rate_limited":
+                RATE_LIMITED.inc()
             return err.response()
+        finally:
+            reset_log_context(log_context)
 
     async def _handle(self, request: Request, rid: str, extension: str, path: str) -> Response:
         method = request.method.upper()
@@ -180,10 +191,11 @@ class Gateway:
 
         # Steps 1–4 are synchronous (JWT, one query, Cedar): one call for all of them.
         try:
-            auth = await self._lookup(
-                self.authorize, request.headers.get("authorization", ""), request.headers.getlist, extension,
-                method, guest_path, rid, actor_ip,
-            )
+            with tracing.span("extgate.authorize"):
+                auth = await self._lookup(
+                    self.authorize, request.headers.get("authorization", ""), request.headers.getlist, extension,
+                    method, guest_path, rid, actor_ip,
+                )
         except GatewayError as err:
             if err.denial is not None:
                 await self._refused(err)
@@ -193,6 +205,8 @@ class Gateway:
             raise _unavailable() from None
 
         principal, info = auth.principal, auth.install
+        bind_log_context(tenant=info.tenant_id, extension=info.slug, install=info.install_id)
+        set_tenant(request.scope, info.tenant_id)
         resource_endpoint = f"{method} {auth.endpoint.template}"
 
         # 5. rate limit
@@ -247,6 +261,7 @@ class Gateway:
                 finish(503, "idempotency_unavailable", "error")
                 raise _unavailable() from None
             if claim.state is ClaimState.REPLAY and claim.response is not None:
+                IDEMPOTENT_REPLAYS.inc()
                 finish(claim.response.status, None, "replayed")
                 return self._client_response(method, claim.response.status, claim.response.headers,
                                              claim.response.body, replayed=True)
@@ -334,11 +349,12 @@ class Gateway:
             capabilities=frozenset(effective_grant(info.declared_capabilities, info.granted_capabilities)),
             enabled=True,
         )
-        decision: Decision = policy.decide_invoke(
-            principal, facts, method,
-            PolicyEndpointMatch(declared=match is not None, template=match.template if match else None),
-            path=path,
-        )
+        with tracing.span("extgate.policy.decide"):
+            decision: Decision = policy.decide_invoke(
+                principal, facts, method,
+                PolicyEndpointMatch(declared=match is not None, template=match.template if match else None),
+                path=path,
+            )
         template = match.template if match is not None else "<undeclared>"
         if not decision.allowed:
             event = decision_event(
@@ -381,10 +397,11 @@ class Gateway:
             raise _unavailable()
         try:
             append_async = getattr(audit, "append_async", None)
-            if append_async is not None:
-                await append_async(event)
-            else:
-                await run_in_threadpool(audit.append, event)
+            with tracing.span("extgate.audit.append"):
+                if append_async is not None:
+                    await append_async(event)
+                else:
+                    await run_in_threadpool(audit.append, event)
         except Exception as exc:
             log.error("audit append failed for request %s: %s", event.request_id, type(exc).__name__)
             raise _unavailable() from None
@@ -460,7 +477,9 @@ class Gateway:
         try:
             # The guest's budget starts when it starts: waiting for a worker is bounded separately.
             deadline_s = (s.admission_timeout_ms + s.timeout_ms + s.timeout_grace_ms) / 1000
-            result = await self.transport.execute(execute, headers, deadline_s=deadline_s)
+            with tracing.span("extgate.runner.dispatch", {"extgate.transport": self.transport.name}, kind="client"):
+                tracing.inject(headers)  # the runner continues this trace (embedded or remote)
+                result = await self.transport.execute(execute, headers, deadline_s=deadline_s)
         except RunnerTimeout:
             finish(504, "timeout", "timeout")
             raise GatewayError(504, "gateway_timeout", {"request_id": rid}) from None

@@ -79,8 +79,12 @@ def time_context(now: datetime | None = None) -> dict[str, Any]:
     """The context's `time` record: `now` (default: the current time) in UTC, truncated to
     the whole minute, with its hour, minute and ISO day of the week (1 = Monday ... 7 = Sunday).
     The record of the current minute is built once and shared (treat it as read-only)."""
+    return time_record(epoch_minute(now))
+
+
+def time_record(minute: int) -> dict[str, Any]:
+    """`time_context` of the minute `minute` (minutes since the epoch), shared within a minute."""
     global _LAST_TIME
-    minute = epoch_minute(now)
     last_minute, record = _LAST_TIME
     if last_minute == minute:
         return record
@@ -144,6 +148,11 @@ class _BoundedCache(Generic[V]):
                     self._data.pop(next(iter(self._data)))
                 self._data[key] = value
         return value
+
+    def refresh(self, key: Hashable, value: V) -> None:
+        """Replace the value of a key that is present (no eviction, no growth)."""
+        if key in self._data:
+            self._data[key] = value
 
     def __len__(self) -> int:
         return len(self._data)
@@ -311,20 +320,21 @@ class PolicyEngine:
         # and time are left out of the key when no policy of this bundle reads them: they
         # cannot change the decision (the context's shape is always the same).
         minute = epoch_minute(now)
-        at = datetime.fromtimestamp(minute * 60, UTC)
         key = (principal_key(principal), install, http_method.upper(), endpoint.declared,
                endpoint.template if endpoint.declared else None,
                path if self._memo_path else None, minute if self._memo_time else None)
         decision = self._invoke_memo.get_or_build(
-            key, lambda: self._decide_invoke(principal, install, http_method, endpoint, path, at))
+            key, lambda: self._decide_invoke(principal, install, http_method, endpoint, path,
+                                             datetime.fromtimestamp(minute * 60, UTC)))
         inputs = decision.inputs
         if inputs is not None and not (self._memo_path and self._memo_time):
             context = inputs.context
-            if ((not self._memo_path and context.get("path") != path)
-                    or (not self._memo_time and context.get("time") != time_context(at))):
-                # The same decision, recorded with this request's own path and time.
-                decision = replace(decision, inputs=replace(
-                    inputs, context=invoke_context(http_method, endpoint, path, now=at)))
+            record = context.get("time") if self._memo_time else time_record(minute)
+            if context.get("path") != path or context.get("time") is not record:
+                # The same decision, recorded with this request's own path and time; kept, so
+                # the next calls of this minute to this path find it as it is.
+                decision = replace(decision, inputs=replace(inputs, context={**context, "path": path, "time": record}))
+                self._invoke_memo.refresh(key, decision)
         return decision
 
     def _decide_invoke(

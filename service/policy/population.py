@@ -629,6 +629,13 @@ def string_domain(lit: Literals, path: str, default: str) -> list[str]:
     for pat in lit.patterns.get(path, []):
         values += like_samples(pat)
     values += sorted(_unassociated_strings(lit))
+    # A value equal to none of the literals: `unless { x == "lit" }` and `x != "lit"` hold for it
+    # (the default may itself be one of the literals).
+    fresh, n = f"{default}.other", 0
+    while fresh in values:
+        n += 1
+        fresh = f"{default}.other{n}"
+    values.append(fresh)
     return list(dict.fromkeys(values))
 
 

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 from audit import actions
 from service.auth.principal import KNOWN_ROLES, Principal
 from service.errors import ServiceUnavailable
+from service.observability.metrics import record_decision
 from service.policy.bundle import Bundle, check, compile_bundle
 from service.policy.changes import PolicyChanges, compare_policies, schema_text
 from service.policy.engine import DenyAllEngine, PolicyEngine
@@ -569,16 +570,25 @@ class PolicyService:
         path: str = "",
         now: datetime | None = None,
     ) -> Decision:
-        return self._engine.decide_invoke(principal, install, http_method, endpoint, path=path, now=now)
+        started = time.perf_counter()
+        decision = self._engine.decide_invoke(principal, install, http_method, endpoint, path=path, now=now)
+        record_decision("invoke", decision, time.perf_counter() - started)
+        return decision
 
     def decide_debug_view(
         self, principal: Principal, install: InstallFacts, counts: DebugCounts, justification: str | None = None,
         *, now: datetime | None = None,
     ) -> Decision:
-        return self._engine.decide_debug_view(principal, install, counts, justification, now=now)
+        started = time.perf_counter()
+        decision = self._engine.decide_debug_view(principal, install, counts, justification, now=now)
+        record_decision("debug_view", decision, time.perf_counter() - started)
+        return decision
 
     def decide_admin(self, principal: Principal, action: str, *, tenant_id: str | None) -> Decision:
-        return self._engine.decide_admin(principal, action, tenant_id=tenant_id)
+        started = time.perf_counter()
+        decision = self._engine.decide_admin(principal, action, tenant_id=tenant_id)
+        record_decision("admin", decision, time.perf_counter() - started)
+        return decision
 
 
 class _Exclusive:

@@ -27,8 +27,10 @@ if TYPE_CHECKING:
 
     from service.registry.bundles import LoadedBundle
 
-# Called with (component bytes, content hash); raises to reject the component.
-ComponentValidator = Callable[[bytes, str], None]
+# Called with (component bytes, content hash); raises to reject the component. May return
+# one line for the publisher about how the component will run (e.g. whether its bodies
+# cross the host boundary in bulk: see runner/bulk/).
+ComponentValidator = Callable[[bytes, str], str | None]
 
 
 @dataclass(frozen=True)
@@ -41,8 +43,10 @@ class PublishResult:
     size_bytes: int
     signer_key_id: str | None
     created: bool
+    bulk_bodies: str | None = None  # the validator's note, when this call compiled the component
 
     def as_dict(self) -> dict[str, object]:
+        extra: dict[str, object] = {} if self.bulk_bodies is None else {"bulk_bodies": self.bulk_bodies}
         return {
             "extension_id": self.extension_id,
             "slug": self.slug,
@@ -52,6 +56,7 @@ class PublishResult:
             "size_bytes": self.size_bytes,
             "signer_key_id": self.signer_key_id,
             "created": self.created,
+            **extra,
         }
 
 
@@ -111,8 +116,9 @@ def publish_bundle(
     if found is not None:
         return _same_or_conflict(found, bundle, slug)
 
+    runtime_note = None
     if validate_component is not None:
-        validate_component(bundle.component, bundle.content_hash)
+        runtime_note = validate_component(bundle.component, bundle.content_hash)
     store.put(bundle.archive, bundle.component)
 
     try:
@@ -147,7 +153,8 @@ def publish_bundle(
             )
             session.add(row)
             result = PublishResult(
-                ext.id, ext.slug, version.id, version.version, row.content_hash, row.size_bytes, signer, True
+                ext.id, ext.slug, version.id, version.version, row.content_hash, row.size_bytes, signer, True,
+                runtime_note,
             )
             if on_created is not None:
                 on_created(session, result)
@@ -168,7 +175,8 @@ def _same_or_conflict(
     if row.content_hash != bundle.content_hash:
         raise Conflict(
             {
-                "message": f"{slug}@{version.version} is already published with another content hash",
+                "message": f"{slug}@{version.version} is already published with another content hash: "
+                f"bump \"version\" in manifest.json (published versions never change), rebuild, publish again",
                 "published_content_hash": row.content_hash,
                 "content_hash": bundle.content_hash,
             },

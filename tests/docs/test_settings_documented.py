@@ -10,6 +10,7 @@ from pydantic import AliasChoices
 from pydantic_settings import BaseSettings
 
 from audit.config import AuditSettings
+from runner.contract.observability import ObservabilitySettings
 from runner.debug.config import DebugPublisherSettings
 from runner.settings import RunnerSettings
 from service.debug.config import DebugSessionSettings
@@ -18,7 +19,7 @@ from service.settings import Settings
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 CLASSES: list[type[BaseSettings]] = [Settings, RunnerSettings, GatewaySettings, DebugSessionSettings,
-                                     DebugPublisherSettings, AuditSettings]
+                                     DebugPublisherSettings, AuditSettings, ObservabilitySettings]
 
 
 def env_names(cls: type[BaseSettings]) -> list[str]:

@@ -186,8 +186,11 @@ def test_a_failed_bootstrap_denies_everything_and_is_retried_at_the_next_start(
             (d / "tests" / "rbac.json").read_text().replace('"decision": "deny"', '"decision": "allow"', 1))),
          "tests/rbac.json", "test failed"),
         (lambda d: (d / "rbac.cedar").open("a").write(FREEZE), "rbac.cedar", "untested"),
+        (lambda d: (d / "rbac.cedar").write_text(
+            (d / "rbac.cedar").read_text().replace('ExtGate::Role::"admin"]', 'ExtGate::Role::"admn"]', 1)),
+         "rbac.cedar", 'unknown role "admn"'),
     ],
-    ids=["syntax", "failing-test", "coverage"],
+    ids=["syntax", "failing-test", "coverage", "unknown-role"],
 )
 def test_rejected_reloads_leave_the_active_revision_and_one_record(
     policy_copy: Path, tmp_path: Path, mutate: Any, expected_file: str, expected_text: str

@@ -80,6 +80,21 @@ def test_freeze_edit_is_reported_as_lost_writes(
     assert result.population["actions"].keys() == {"write"}
 
 
+def test_a_negated_literal_reaches_values_other_than_the_literal(
+    engine: PolicyEngine, shipped_source: BundleSource, edit: Callable[..., BundleSource]
+) -> None:
+    """Found by the property test: `unless { resource.slug == "pub.ext" }` grants every
+    other slug; the population must contain a slug that equals no literal."""
+    opened = ('\n@id("random.edit")\n@reason("random edit")\npermit (principal, action == ExtGate::Action::"read", '
+              'resource)\nunless { (resource.slug == "pub.ext") };\n')
+    bare = {k: v for k, v in shipped_source.files.items() if not k.startswith("tests/")}  # no test entities
+    old = _engine(BundleSource(bare))
+    new = _engine(BundleSource({**bare, "rbac.cedar": bare["rbac.cedar"] + opened}))
+    result = matrix_diff(old, new)
+    assert result.gained and all(c.cell.action == "read" for c in result.gained)
+    assert all("pub.ext" not in c.cell.what or "pub.ext.other" in c.cell.what for c in result.gained)
+
+
 def test_freeze_edit_through_the_cli(policy_copy: Path, tmp_path: Path) -> None:
     new = tmp_path / "new"
     import shutil
@@ -98,7 +113,7 @@ def test_freeze_edit_through_the_cli(policy_copy: Path, tmp_path: Path) -> None:
     data = json.loads(runner.invoke(app, ["diff", "--against", str(policy_copy), str(new), "--json"]).output)
     assert data["lost"] > 0 and data["gained"] == 0 and data["truncated"] == []
     assert data["policy_changes"][0]["id"] == "freeze.hello-writes" and data["policy_changes"][0]["change"] == "added"
-    assert data["population"]["actions"]["write"]["dimensions"]["slugs"] == 2
+    assert data["population"]["actions"]["write"]["dimensions"]["slugs"] == 3  # default, the literal, one matching neither
 
 
 def test_reason_only_change_is_a_policy_change_without_permission_change(policy_copy: Path, tmp_path: Path) -> None:

@@ -96,3 +96,84 @@ def sdk_runner(tmp_path_factory: pytest.TempPathFactory, sdk_compiled_dir: Path,
     r = make_runner(tmp_path_factory.mktemp("sdk-runner"), sdk_compiled_dir, sdk_keyring)
     yield r
     r.close()
+
+
+# A per-user store and a server on it, as a developer has them (issue 21) ------------------
+
+SDK_BUILD = Path(__file__).resolve().parent / "build"  # gitignored: caches that survive runs
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def seed_build_cache(project: Path, key: str) -> None:
+    """Put earlier builds of this (deterministic) project back into its build/, so the build
+    scripts' own source-hash cache hits; `save_build_cache` keeps them after the test."""
+    cached = SDK_BUILD / f"builds-{key}"
+    if cached.is_dir():
+        shutil.copytree(cached, project / "build", dirs_exist_ok=True)
+
+
+def save_build_cache(project: Path, key: str) -> None:
+    for d in (project / "build").glob("*"):
+        if d.is_dir() and (d / "main.wasm").is_file():
+            shutil.copytree(d, SDK_BUILD / f"builds-{key}" / d.name, dirs_exist_ok=True)
+
+
+class DevStore:
+    """No EXTGATE_DATA_DIR: the per-user default under a temp XDG_DATA_HOME, `extgate` and the
+    venv's `python` first on PATH, and `extgate serve` running on a free port."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("EXTGATE_")}
+        env.update(
+            PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+            XDG_DATA_HOME=str(root / "xdg"),
+            EXTGATE_PORT=str(self.port),
+            # Publishing precompiles; the same bundle bytes compile once across runs.
+            EXTGATE_RUNNER_COMPILED_DIR=str(SDK_BUILD / "compiled-dev-store"),
+        )
+        self.env = env
+        self.data_dir = root / "xdg" / "extgate"
+        self.server: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        import httpx
+
+        log = (self.root / "serve.log").open("wb")
+        self.server = subprocess.Popen([sys.executable, "-m", "service.cli.main", "serve"], cwd=self.root,
+                                       env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        import time
+
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.base_url}/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        raise AssertionError("extgate serve did not start: " + (self.root / "serve.log").read_text()[-2000:])
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.terminate()
+            try:
+                self.server.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.server.kill()
+
+
+@pytest.fixture(scope="session")
+def dev_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStore]:
+    store = DevStore(tmp_path_factory.mktemp("dev-store"))
+    store.start()
+    yield store
+    store.stop()

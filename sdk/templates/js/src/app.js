@@ -4,7 +4,11 @@
 import { App, HttpError, SecretError, config, context, secrets, serve } from '../vendor/extgate-sdk/guest.js';
 
 const app = new App()
-  .get('/hello', () => ({ message: config().get('greeting', 'Hello'), tenant: context().tenantId }))
+  .get('/hello', () => {
+    // Logged lines reach the debug stream (`extgate debug tail`, `extgate dev`): cap:debug.logs.
+    console.log(`hello called by tenant ${context().tenantId}`);
+    return { message: config().get('greeting', 'Hello'), tenant: context().tenantId };
+  })
   .get('/hello/:name', (req) => ({ message: `${config().get('greeting', 'Hello')}, ${req.params.name}` }))
   .post('/echo', (req) => {
     const doc = req.jsonObject(); // 400 invalid_json for anything else

@@ -13,6 +13,8 @@ app = App()
 
 @app.get("/hello")
 def hello(req: Request) -> dict[str, object]:
+    # Printed lines reach the debug stream (`extgate debug tail`, `extgate dev`): cap:debug.logs.
+    print(f"hello called by tenant {context().tenant_id}")
     return {"message": config().get("greeting", "Hello"), "tenant": context().tenant_id}
 
 

@@ -1,0 +1,1 @@
+"""Metrics, readiness probes, request log context and the offline API explorer."""
