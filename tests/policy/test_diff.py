@@ -113,7 +113,8 @@ def test_freeze_edit_through_the_cli(policy_copy: Path, tmp_path: Path) -> None:
     data = json.loads(runner.invoke(app, ["diff", "--against", str(policy_copy), str(new), "--json"]).output)
     assert data["lost"] > 0 and data["gained"] == 0 and data["truncated"] == []
     assert data["policy_changes"][0]["id"] == "freeze.hello-writes" and data["policy_changes"][0]["change"] == "added"
-    assert data["population"]["actions"]["write"]["dimensions"]["slugs"] == 3  # default, the literal, one matching neither
+    # the default, the literal, and one that matches neither
+    assert data["population"]["actions"]["write"]["dimensions"]["slugs"] == 3
 
 
 def test_reason_only_change_is_a_policy_change_without_permission_change(policy_copy: Path, tmp_path: Path) -> None:
