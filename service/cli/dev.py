@@ -40,7 +40,9 @@ import typer
 from service.cli.common import EXIT_USAGE, cli_caller, fail, services
 from service.settings import Settings
 
-WATCHED = ("src", "vendor", "wit", "manifest.json")
+# What triggers a rebuild; `npm ci` rewrites node_modules/.package-lock.json, so installing the
+# JavaScript toolchain after a "not installed" build error retries too.
+WATCHED = ("src", "vendor", "wit", "manifest.json", "node_modules/.package-lock.json")
 DEFAULT_TENANT = "dev"
 JUSTIFICATION = "extgate dev: local development session"
 
@@ -122,7 +124,7 @@ def build(project: Path, cmd: list[str]) -> Path:
     done = subprocess.run(cmd, cwd=project, capture_output=True, text=True)  # noqa: S603 - the project's script
     if done.returncode != 0:
         lines = [ln for ln in done.stderr.strip().splitlines() if ln.strip()] or [f"exit status {done.returncode}"]
-        raise DevError("build failed:\n" + "\n".join(f"  {ln}" for ln in lines[-20:]))
+        raise DevError("build failed (the next save retries):\n" + "\n".join(f"  {ln}" for ln in lines[-20:]))
     return Path(done.stdout.strip().splitlines()[-1])
 
 

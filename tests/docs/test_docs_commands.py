@@ -6,7 +6,7 @@ The marked blocks of one page run in order, in ONE bash shell (`set -euo pipefai
 later block can use variables an earlier one set. Each page gets a fresh environment:
 
 - cwd: an empty temp directory; `EXTGATE_DATA_DIR`: a fresh data dir inside it
-  (SQLite, dev keys), so nothing touches the developer's `.extgate/`;
+  (SQLite, dev keys), so nothing touches the developer's data directory;
 - `PATH` starts with the venv's bin (`extgate`, `python`);
 - `BUNDLE`: a ready bundle directory (manifest.json + dist/main.wasm, a tiny component
   compiled from WAT), standing for "your extension's bundle" — building a real guest
@@ -120,7 +120,7 @@ def page_results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[in
     results: dict[str, tuple[int, str, str]] = {}
     for name, proc in procs.items():
         try:
-            out, err = proc.communicate(timeout=120)
+            out, err = proc.communicate(timeout=300)  # generous: a page takes ~15 s idle, several times that on a loaded CI box
         except subprocess.TimeoutExpired:
             proc.kill()
             out, err = proc.communicate()

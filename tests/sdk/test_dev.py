@@ -110,7 +110,7 @@ def test_dev_end_to_end(dev_store: DevStore, tmp_path: Path) -> None:
         wait_for(lines, "v2 hello called by tenant devt", seen, 30, poke=get)  # the new version answers
 
         app_py.write_text(app_py.read_text() + "\ndef broken(:\n")  # a build error, shown inline
-        wait_for(lines, "build failed:", seen, 60)
+        wait_for(lines, "build failed", seen, 60)
         error = wait_for(lines, "SyntaxError", seen, 10)
         assert "src/app.py:" in error
         assert httpx.get(url, headers={"authorization": f"Bearer {token}"}).status_code == 200  # v2 still serves
