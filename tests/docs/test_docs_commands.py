@@ -120,7 +120,7 @@ def page_results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[in
     results: dict[str, tuple[int, str, str]] = {}
     for name, proc in procs.items():
         try:
-            out, err = proc.communicate(timeout=300)  # generous: a page takes ~15 s idle, several times that on a loaded CI box
+            out, err = proc.communicate(timeout=300)  # ~15 s idle; far more on a loaded CI box
         except subprocess.TimeoutExpired:
             proc.kill()
             out, err = proc.communicate()
